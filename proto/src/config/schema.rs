@@ -37,8 +37,10 @@ pub enum ListenerProtocol {
 pub struct Listener {
     pub name: String,
     pub protocol: ListenerProtocol,
-    /// `IP:PORT` to bind.
-    pub address: String,
+    /// `IP:PORT` to bind. Http and https listeners may leave it out: they then bind the node's
+    /// `--http` or `--https` address, so one document serves nodes with different addresses.
+    #[serde(default)]
+    pub address: Option<String>,
     /// Certificate names (https): chosen by SNI; the first is the default.
     #[serde(default)]
     pub certificates: Vec<String>,

@@ -85,27 +85,42 @@ fn check_listeners<'a>(
         let path = format!("listeners[{}]", context.listeners.index(i));
         check_unique_name(&mut seen, &listener.name, &path, problems);
         by_name.insert(listener.name.as_str(), listener.protocol);
-        match listener.address.parse::<SocketAddr>() {
-            Ok(addr) => {
-                if let Some(other) = addresses.insert(addr, &listener.name) {
+        match (&listener.address, listener.protocol) {
+            (Some(address), _) => match address.parse::<SocketAddr>() {
+                Ok(addr) => {
+                    if let Some(other) = addresses.insert(addr.to_string(), &listener.name) {
+                        problems.push(Problem::new(
+                            format!("{path}.address"),
+                            format!("{addr} is already used by listener \"{other}\""),
+                        ));
+                    }
+                }
+                Err(_) => problems.push(Problem::new(
+                    format!("{path}.address"),
+                    format!("\"{address}\" is not an IP:PORT address (e.g. 0.0.0.0:8080)"),
+                )),
+            },
+            (None, ListenerProtocol::Tcp) => problems.push(Problem::new(
+                format!("{path}.address"),
+                "a tcp listener needs an address",
+            )),
+            (None, protocol) => {
+                let flag = if protocol == ListenerProtocol::Http {
+                    "--http"
+                } else {
+                    "--https"
+                };
+                if let Some(other) = addresses.insert(flag.to_string(), &listener.name) {
                     problems.push(Problem::new(
                         format!("{path}.address"),
-                        format!("{addr} is already used by listener \"{other}\""),
+                        format!("listener \"{other}\" already takes the node's {flag} address; give this one an address"),
                     ));
                 }
             }
-            Err(_) => problems.push(Problem::new(
-                format!("{path}.address"),
-                format!(
-                    "\"{}\" is not an IP:PORT address (e.g. 0.0.0.0:8080)",
-                    listener.address
-                ),
-            )),
         }
         let limits = &listener.limits;
         for (field, value) in [
             ("max_connections", u64::from(limits.max_connections)),
-            ("max_header_bytes", u64::from(limits.max_header_bytes)),
             ("max_headers", u64::from(limits.max_headers)),
             ("max_body_bytes", limits.max_body_bytes),
             (
@@ -121,10 +136,10 @@ fn check_listeners<'a>(
                 ));
             }
         }
-        if limits.max_header_bytes < 1024 {
+        if limits.max_header_bytes < 8192 {
             problems.push(Problem::new(
                 format!("{path}.limits.max_header_bytes"),
-                "must be at least 1024",
+                "must be at least 8192",
             ));
         }
     }

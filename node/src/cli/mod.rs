@@ -1,0 +1,70 @@
+//! The command line: `gantry run` starts a node. Flags follow DESIGN.md §10; every listen
+//! address is a flag.
+
+mod run;
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+
+use clap::{Args, Parser, Subcommand};
+use gantry_proto::config::parse_duration;
+
+use crate::telemetry::LogFormat;
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "gantry",
+    version,
+    about = "Load balancer, API gateway and mesh proxy in one binary"
+)]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Run a node. With -c FILE it serves FILE and re-reads it on SIGHUP.
+    Run(RunArgs),
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct RunArgs {
+    /// Config file (YAML or JSON).
+    #[arg(short = 'c', long = "config", env = "GANTRY_CONFIG")]
+    pub config: Option<PathBuf>,
+    /// Node name (default: the host name).
+    #[arg(long, env = "GANTRY_NAME")]
+    pub name: Option<String>,
+    /// Zone this node runs in; services with `locality: prefer_same_zone` prefer endpoints here.
+    #[arg(long, env = "GANTRY_ZONE")]
+    pub zone: Option<String>,
+    /// Directory for the node's state.
+    #[arg(long, env = "GANTRY_DATA_DIR", default_value = "gantry-data")]
+    pub data_dir: PathBuf,
+    /// Address of http listeners that give none.
+    #[arg(long, env = "GANTRY_HTTP", default_value = "0.0.0.0:8080")]
+    pub http: SocketAddr,
+    /// Address of https listeners that give none.
+    #[arg(long, env = "GANTRY_HTTPS", default_value = "0.0.0.0:8443")]
+    pub https: SocketAddr,
+    /// Admin API, /metrics and probes. Keep it on loopback unless a firewall guards it.
+    #[arg(long, env = "GANTRY_ADMIN", default_value = "127.0.0.1:9900")]
+    pub admin: SocketAddr,
+    #[arg(long, value_enum, env = "GANTRY_LOG_FORMAT", default_value = "text")]
+    pub log_format: LogFormat,
+    /// On SIGTERM, how long in-flight requests get to finish.
+    #[arg(long, value_parser = parse_duration, default_value = "30s")]
+    pub drain_timeout: std::time::Duration,
+    /// Print the effective settings and config as JSON, then exit (the config is validated).
+    #[arg(long)]
+    pub print_config: bool,
+}
+
+/// Runs the command line; returns the process exit code.
+pub fn main() -> i32 {
+    let cli = Cli::parse();
+    match cli.command {
+        Command::Run(args) => run::run(args),
+    }
+}

@@ -1,0 +1,534 @@
+//! The HTTP request path: route → destination → endpoint pick → forward (with retries to other
+//! endpoints, timeouts, outlier feedback) → response hygiene, sticky cookie, access log.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Instant;
+
+use bytes::Bytes;
+use gantry_proto::config::{HashOn, UpstreamProtocol};
+use http::header::{self, HeaderValue};
+use http::{Request, Response, StatusCode, Version};
+use http_body::Body as _;
+use http_body_util::{BodyExt, Limited};
+use hyper::body::Incoming;
+
+use super::body::{self, error_response, TrackedBody};
+use super::headers;
+use crate::dataplane::{Dataplane, ListenerPlan, RouteRuntime, Snapshot};
+use crate::lb::hash64;
+use crate::routing::RequestView;
+use crate::telemetry::AccessRecord;
+use crate::upstream::{Endpoint, Outcome, ProxyBody, ServiceRuntime};
+
+/// What a connection knows about itself, shared by its requests.
+#[derive(Debug)]
+pub struct ConnectionContext {
+    pub dataplane: Arc<Dataplane>,
+    pub local: SocketAddr,
+    pub client: SocketAddr,
+    pub tls: bool,
+}
+
+/// A request body as the proxy holds it: in memory (replayable, so retries are possible) or
+/// streaming from the client (sent once).
+enum RequestBody {
+    Buffered(Bytes),
+    Streaming(Option<ProxyBody>),
+}
+
+impl RequestBody {
+    fn take(&mut self) -> Option<ProxyBody> {
+        match self {
+            RequestBody::Buffered(bytes) => Some(body::full(bytes.clone())),
+            RequestBody::Streaming(body) => body.take(),
+        }
+    }
+
+    fn replayable(&self) -> bool {
+        matches!(self, RequestBody::Buffered(_))
+    }
+}
+
+/// Why an upstream try failed, for retry decisions and the status sent back.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum TryFailure {
+    Connect,
+    Reset,
+    Timeout,
+    BodyTooLarge,
+}
+
+pub async fn handle(
+    request: Request<Incoming>,
+    context: Arc<ConnectionContext>,
+) -> Result<Response<ProxyBody>, std::convert::Infallible> {
+    let snapshot = context.dataplane.snapshot();
+    let started = Instant::now();
+    let request_id = headers::request_id(request.headers());
+    let mut record = AccessRecord {
+        started,
+        request_id: request_id.clone(),
+        client: context.client,
+        listener: Arc::from(""),
+        method: request.method().clone(),
+        path: request.uri().path().to_string(),
+        route: None,
+        service: None,
+        endpoint: None,
+        status: 0,
+        attempts: 0,
+        bytes_sent: 0,
+    };
+    let Some(listener) = snapshot.listener_at(&context.local) else {
+        return Ok(finish(
+            error_response(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "listener_closed",
+                "this listener is no longer configured",
+                &request_id,
+            ),
+            record,
+            &snapshot,
+            None,
+        ));
+    };
+    record.listener = listener.name.clone();
+    let route = listener
+        .routes
+        .as_ref()
+        .and_then(|table| table.find(&RequestView::of(&request)))
+        .cloned();
+    let Some(route) = route else {
+        let response = error_response(
+            StatusCode::NOT_FOUND,
+            "no_route",
+            "no route matches this request",
+            &request_id,
+        );
+        return Ok(finish(response, record, &snapshot, None));
+    };
+    record.route = Some(route.name.clone());
+    let response = match tokio::time::timeout(
+        route.timeout,
+        forward(request, &context, listener, &route, &mut record),
+    )
+    .await
+    {
+        Ok(response) => response,
+        Err(_) => error_response(
+            StatusCode::GATEWAY_TIMEOUT,
+            "upstream_timeout",
+            &format!(
+                "no response within the route timeout of {:?}",
+                route.timeout
+            ),
+            &request_id,
+        ),
+    };
+    Ok(finish(response, record, &snapshot, Some(&route)))
+}
+
+/// Records metrics and attaches the access record to the response body.
+fn finish(
+    mut response: Response<ProxyBody>,
+    mut record: AccessRecord,
+    snapshot: &Snapshot,
+    route: Option<&RouteRuntime>,
+) -> Response<ProxyBody> {
+    let status = response.status().as_u16();
+    record.status = status;
+    let metrics = route.map_or(&snapshot.unrouted_metrics, |r| &r.metrics);
+    metrics.observe(status, record.started.elapsed().as_secs_f64());
+    if !response.headers().contains_key(&headers::X_REQUEST_ID) {
+        if let Ok(value) = HeaderValue::from_str(&record.request_id) {
+            response.headers_mut().insert(&headers::X_REQUEST_ID, value);
+        }
+    }
+    let in_flight = response.extensions_mut().remove::<InFlight>().map(|f| f.0);
+    response.map(|inner| TrackedBody::wrap(inner, record, in_flight))
+}
+
+/// Carries the endpoint's in-flight guard from `forward` to the response body.
+#[derive(Clone)]
+struct InFlight(Arc<crate::upstream::InFlightGuard>);
+
+async fn forward(
+    mut request: Request<Incoming>,
+    context: &ConnectionContext,
+    listener: &ListenerPlan,
+    route: &RouteRuntime,
+    record: &mut AccessRecord,
+) -> Response<ProxyBody> {
+    let request_id = record.request_id.clone();
+    let Some(destination) = route.pick_destination() else {
+        return error_response(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "no_destination",
+            "the route has no destination with weight above 0",
+            &request_id,
+        );
+    };
+    let service = &destination.service;
+    record.service = Some(service.name.clone());
+
+    let max_body = listener.limits.max_body_bytes;
+    let declared_length = request
+        .headers()
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<u64>().ok());
+    if declared_length.is_some_and(|len| len > max_body) {
+        return error_response(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            "body_too_large",
+            &format!("request body is larger than {max_body} bytes"),
+            &request_id,
+        );
+    }
+
+    let upgrade =
+        request.version() == Version::HTTP_11 && headers::is_upgrade_request(request.headers());
+    let client_upgrade = upgrade.then(|| hyper::upgrade::on(&mut request));
+    let hash_key = hash_key(service, &request, context.client);
+    let sticky_cookie = service.sticky.as_ref().map(|s| s.cookie.as_str());
+    let sticky_id = sticky_cookie
+        .and_then(|name| headers::cookie(request.headers(), name))
+        .map(str::to_string);
+    let host = RequestView::of(&request).host.to_string();
+
+    let (mut parts, incoming) = request.into_parts();
+    headers::remove_hop_by_hop(&mut parts.headers, upgrade);
+    headers::set_forwarded(
+        &mut parts.headers,
+        context.client.ip(),
+        context.tls,
+        Some(&host),
+        &request_id,
+    );
+    if route.preserve_host && !parts.headers.contains_key(header::HOST) {
+        // HTTP/2 clients send :authority instead of Host; HTTP/1 upstreams need Host.
+        if let Ok(value) = HeaderValue::from_str(&host) {
+            parts.headers.insert(header::HOST, value);
+        }
+    }
+
+    let retry = route.retry.as_ref();
+    let end_of_body = incoming.is_end_stream();
+    let mut body = match retry {
+        Some(policy)
+            if end_of_body
+                || declared_length.is_some_and(|len| len <= policy.buffer_bytes.min(max_body)) =>
+        {
+            match Limited::new(incoming, policy.buffer_bytes.min(max_body) as usize)
+                .collect()
+                .await
+            {
+                Ok(collected) => RequestBody::Buffered(collected.to_bytes()),
+                Err(e)
+                    if e.downcast_ref::<http_body_util::LengthLimitError>()
+                        .is_some() =>
+                {
+                    return error_response(
+                        StatusCode::PAYLOAD_TOO_LARGE,
+                        "body_too_large",
+                        &format!("request body is larger than {max_body} bytes"),
+                        &request_id,
+                    );
+                }
+                Err(_) => {
+                    return error_response(
+                        StatusCode::BAD_REQUEST,
+                        "body_read_failed",
+                        "could not read the request body",
+                        &request_id,
+                    )
+                }
+            }
+        }
+        _ => RequestBody::Streaming(Some(
+            Limited::new(incoming, max_body as usize).boxed_unsync(),
+        )),
+    };
+    if let Some(policy) = retry {
+        policy.record_request();
+    }
+    // Retries need a body that can be sent again: requests without a body (idempotent methods
+    // as a rule) or with one buffered under the retry buffer limit.
+    let may_retry = retry.is_some() && body.replayable();
+    let attempts = retry.map_or(1, |p| p.attempts);
+    let per_try_timeout = retry.and_then(|p| p.per_try_timeout);
+
+    let mut tried: Vec<u32> = Vec::with_capacity(attempts as usize);
+    let mut last_failure: Option<Response<ProxyBody>> = None;
+    for attempt in 1..=attempts {
+        let pick = service.pick(&crate::upstream::PickRequest {
+            subset: destination.subset.as_deref(),
+            hash_key,
+            sticky_id: sticky_id.as_deref(),
+            exclude: &tried,
+        });
+        let Some(endpoint) = pick else {
+            return last_failure.unwrap_or_else(|| {
+                no_healthy_endpoint(service, destination.subset.as_deref(), &request_id)
+            });
+        };
+        tried.push(endpoint.index);
+        record.attempts = attempt;
+        record.endpoint = Some(endpoint.address.clone());
+        let Some(upstream_body) = body.take() else {
+            break;
+        };
+        let upstream_request = match upstream_request(
+            &parts,
+            &endpoint,
+            service,
+            route.preserve_host,
+            upstream_body,
+        ) {
+            Ok(r) => r,
+            Err(message) => {
+                return error_response(
+                    StatusCode::BAD_REQUEST,
+                    "bad_request",
+                    &message,
+                    &request_id,
+                )
+            }
+        };
+        let in_flight = Arc::new(endpoint.health.start_request());
+        let sent = service.client.send(upstream_request);
+        let result = match per_try_timeout {
+            Some(limit) => match tokio::time::timeout(limit, sent).await {
+                Ok(result) => result.map_err(TryError::Client),
+                Err(_) => Err(TryError::PerTryTimeout),
+            },
+            None => sent.await.map_err(TryError::Client),
+        };
+        let can_retry_more = may_retry && attempt < attempts;
+        match result {
+            Ok(mut response) => {
+                let status = response.status().as_u16();
+                note_outcome(context, service, &endpoint, Outcome::of_status(status));
+                if can_retry_more
+                    && retry.is_some_and(|p| p.retries_status(status) && take_retry(route))
+                {
+                    last_failure = Some(response.map(|b| b.map_err(Into::into).boxed_unsync()));
+                    continue;
+                }
+                if status == 101 {
+                    if let Some(client_upgrade) = client_upgrade {
+                        let upstream_upgrade = hyper::upgrade::on(&mut response);
+                        tokio::spawn(super::tcp::splice_upgrades(
+                            client_upgrade,
+                            upstream_upgrade,
+                        ));
+                    }
+                }
+                return client_response(
+                    response,
+                    service,
+                    &endpoint,
+                    sticky_id.as_deref(),
+                    in_flight,
+                );
+            }
+            Err(error) => {
+                let failure = classify(&error);
+                if failure == TryFailure::BodyTooLarge {
+                    return error_response(
+                        StatusCode::PAYLOAD_TOO_LARGE,
+                        "body_too_large",
+                        &format!("request body is larger than {max_body} bytes"),
+                        &request_id,
+                    );
+                }
+                note_outcome(context, service, &endpoint, Outcome::GatewayFailure);
+                tracing::debug!(service = %service.name, endpoint = %endpoint.address, ?failure, %error, "upstream try failed");
+                let (status, code) = match failure {
+                    TryFailure::Timeout => (StatusCode::GATEWAY_TIMEOUT, "upstream_timeout"),
+                    TryFailure::Connect => (StatusCode::BAD_GATEWAY, "upstream_connect_failure"),
+                    _ => (StatusCode::BAD_GATEWAY, "upstream_reset"),
+                };
+                let message = format!(
+                    "endpoint {} of service \"{}\" failed: {}",
+                    endpoint.address,
+                    service.name,
+                    describe(failure)
+                );
+                let response = error_response(status, code, &message, &request_id);
+                let retryable = retry.is_some_and(|p| match failure {
+                    TryFailure::Connect => p.retries_connect_failure(),
+                    TryFailure::Reset | TryFailure::Timeout => p.retries_reset(),
+                    TryFailure::BodyTooLarge => false,
+                });
+                if can_retry_more && retryable && take_retry(route) {
+                    last_failure = Some(response);
+                    continue;
+                }
+                return response;
+            }
+        }
+    }
+    last_failure
+        .unwrap_or_else(|| no_healthy_endpoint(service, destination.subset.as_deref(), &request_id))
+}
+
+fn take_retry(route: &RouteRuntime) -> bool {
+    let allowed = route.retry.as_ref().is_some_and(|p| p.try_take_retry());
+    if allowed {
+        route.metrics.retries.inc();
+    }
+    allowed
+}
+
+fn note_outcome(
+    context: &ConnectionContext,
+    service: &ServiceRuntime,
+    endpoint: &Endpoint,
+    outcome: Outcome,
+) {
+    if let Some(duration) = service.record_outcome(endpoint, outcome) {
+        tracing::warn!(service = %service.name, endpoint = %endpoint.address, ejected_for = ?duration, "outlier detection ejected endpoint");
+        context.dataplane.metrics.ejected(&service.name, endpoint);
+    }
+}
+
+fn no_healthy_endpoint(
+    service: &ServiceRuntime,
+    subset: Option<&str>,
+    request_id: &str,
+) -> Response<ProxyBody> {
+    let message = match subset {
+        Some(subset) => format!(
+            "service \"{}\" has no healthy endpoint in subset \"{subset}\"",
+            service.name
+        ),
+        None => format!("service \"{}\" has no healthy endpoint", service.name),
+    };
+    let mut response = error_response(
+        StatusCode::SERVICE_UNAVAILABLE,
+        "no_healthy_endpoint",
+        &message,
+        request_id,
+    );
+    response
+        .headers_mut()
+        .insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
+    response
+}
+
+fn hash_key<B>(service: &ServiceRuntime, request: &Request<B>, client: SocketAddr) -> Option<u64> {
+    match service.hash_on.as_ref()? {
+        HashOn::Header(name) => request
+            .headers()
+            .get(name.as_str())
+            .map(|v| hash64(v.as_bytes())),
+        HashOn::Cookie(name) => {
+            headers::cookie(request.headers(), name).map(|v| hash64(v.as_bytes()))
+        }
+        HashOn::SourceIp => Some(match client.ip() {
+            std::net::IpAddr::V4(ip) => hash64(&ip.octets()),
+            std::net::IpAddr::V6(ip) => hash64(&ip.octets()),
+        }),
+    }
+}
+
+fn upstream_request(
+    parts: &http::request::Parts,
+    endpoint: &Endpoint,
+    service: &ServiceRuntime,
+    preserve_host: bool,
+    body: ProxyBody,
+) -> Result<Request<ProxyBody>, String> {
+    let path = parts.uri.path_and_query().map_or("/", |p| p.as_str());
+    let uri = http::Uri::builder()
+        .scheme("http")
+        .authority(endpoint.address.as_str())
+        .path_and_query(path)
+        .build()
+        .map_err(|e| format!("cannot build upstream URI: {e}"))?;
+    let mut request = Request::new(body);
+    *request.method_mut() = parts.method.clone();
+    *request.uri_mut() = uri;
+    *request.headers_mut() = parts.headers.clone();
+    *request.version_mut() = match service.client_protocol() {
+        UpstreamProtocol::Http2 => Version::HTTP_2,
+        UpstreamProtocol::Http1 => Version::HTTP_11,
+    };
+    if !preserve_host || !request.headers().contains_key(header::HOST) {
+        if let Ok(value) = HeaderValue::from_str(&endpoint.address) {
+            request.headers_mut().insert(header::HOST, value);
+        }
+    }
+    if service.client_protocol() == UpstreamProtocol::Http2 {
+        // :authority carries the host on HTTP/2.
+        request.headers_mut().remove(header::HOST);
+    }
+    Ok(request)
+}
+
+fn client_response(
+    response: Response<Incoming>,
+    service: &ServiceRuntime,
+    endpoint: &Endpoint,
+    sticky_id: Option<&str>,
+    in_flight: Arc<crate::upstream::InFlightGuard>,
+) -> Response<ProxyBody> {
+    let switching = response.status() == StatusCode::SWITCHING_PROTOCOLS;
+    let (mut parts, incoming) = response.into_parts();
+    headers::remove_hop_by_hop(&mut parts.headers, switching);
+    parts.version = Version::default();
+    if let Some(sticky) = &service.sticky {
+        if sticky_id != Some(endpoint.sticky_id.as_str()) {
+            let mut cookie = format!("{}={}; Path=/; HttpOnly", sticky.cookie, endpoint.sticky_id);
+            if let Some(ttl) = sticky.ttl {
+                cookie.push_str(&format!("; Max-Age={}", ttl.get().as_secs()));
+            }
+            if let Ok(value) = HeaderValue::from_str(&cookie) {
+                parts.headers.append(header::SET_COOKIE, value);
+            }
+        }
+    }
+    parts.extensions.insert(InFlight(in_flight));
+    Response::from_parts(parts, incoming.map_err(Into::into).boxed_unsync())
+}
+
+#[derive(Debug, thiserror::Error)]
+enum TryError {
+    #[error(transparent)]
+    Client(hyper_util::client::legacy::Error),
+    #[error("per-try timeout")]
+    PerTryTimeout,
+}
+
+fn classify(error: &TryError) -> TryFailure {
+    let error = match error {
+        TryError::PerTryTimeout => return TryFailure::Timeout,
+        TryError::Client(error) => error,
+    };
+    let mut source: Option<&(dyn std::error::Error + 'static)> = Some(error);
+    while let Some(e) = source {
+        if e.is::<http_body_util::LengthLimitError>() {
+            return TryFailure::BodyTooLarge;
+        }
+        if e.is::<tokio::time::error::Elapsed>() {
+            return TryFailure::Timeout;
+        }
+        source = e.source();
+    }
+    if error.is_connect() {
+        TryFailure::Connect
+    } else {
+        TryFailure::Reset
+    }
+}
+
+fn describe(failure: TryFailure) -> &'static str {
+    match failure {
+        TryFailure::Connect => "connection refused or timed out",
+        TryFailure::Reset => "connection reset or closed before a complete response",
+        TryFailure::Timeout => "no response within the per-try timeout",
+        TryFailure::BodyTooLarge => "request body too large",
+    }
+}

@@ -1,0 +1,232 @@
+//! The node's Prometheus metrics (text exposition at the admin API's `/metrics`).
+
+use std::sync::Arc;
+
+use prometheus_client::encoding::EncodeLabelSet;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::metrics::histogram::{exponential_buckets, Histogram};
+use prometheus_client::registry::Registry;
+
+use crate::upstream::Endpoint;
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct RequestLabels {
+    route: String,
+    code_class: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct RouteLabels {
+    route: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct EndpointLabels {
+    service: String,
+    endpoint: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct ServiceLabels {
+    service: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct ListenerLabels {
+    listener: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct ResultLabels {
+    result: &'static str,
+}
+
+type HistogramFamily<L> = Family<L, Histogram, fn() -> Histogram>;
+
+fn latency_histogram() -> Histogram {
+    // 0.5 ms to ~16 s.
+    Histogram::new(exponential_buckets(0.0005, 2.0, 16))
+}
+
+const CODE_CLASSES: [&str; 5] = ["1xx", "2xx", "3xx", "4xx", "5xx"];
+
+#[derive(Debug)]
+pub struct Metrics {
+    registry: Registry,
+    requests: Family<RequestLabels, Counter>,
+    latency: HistogramFamily<RouteLabels>,
+    retries: Family<RouteLabels, Counter>,
+    endpoint_healthy: Family<EndpointLabels, Gauge>,
+    ejections: Family<ServiceLabels, Counter>,
+    open_connections: Family<ListenerLabels, Gauge>,
+    rejected_connections: Family<ListenerLabels, Counter>,
+    reloads: Family<ResultLabels, Counter>,
+    revision: Gauge,
+}
+
+/// Handles for one route, made at compile time.
+#[derive(Clone, Debug)]
+pub struct RouteMetrics {
+    by_class: [Counter; 5],
+    latency: Histogram,
+    pub retries: Counter,
+}
+
+impl RouteMetrics {
+    pub fn observe(&self, status: u16, seconds: f64) {
+        let class = usize::from(status / 100).clamp(1, 5) - 1;
+        self.by_class[class].inc();
+        self.latency.observe(seconds);
+    }
+}
+
+impl Default for Metrics {
+    fn default() -> Self {
+        let mut registry = Registry::with_prefix("gantry");
+        let requests = Family::<RequestLabels, Counter>::default();
+        registry.register(
+            "http_requests",
+            "HTTP requests answered, by route and status class",
+            requests.clone(),
+        );
+        let latency = HistogramFamily::<RouteLabels>::new_with_constructor(
+            latency_histogram as fn() -> Histogram,
+        );
+        registry.register(
+            "http_request_duration_seconds",
+            "Time from request to response headers, by route",
+            latency.clone(),
+        );
+        let retries = Family::<RouteLabels, Counter>::default();
+        registry.register(
+            "upstream_retries",
+            "Retries sent upstream, by route",
+            retries.clone(),
+        );
+        let endpoint_healthy = Family::<EndpointLabels, Gauge>::default();
+        registry.register(
+            "upstream_endpoint_healthy",
+            "1 when the endpoint passes active checks and is not ejected",
+            endpoint_healthy.clone(),
+        );
+        let ejections = Family::<ServiceLabels, Counter>::default();
+        registry.register(
+            "upstream_outlier_ejections",
+            "Endpoints ejected by outlier detection, by service",
+            ejections.clone(),
+        );
+        let open_connections = Family::<ListenerLabels, Gauge>::default();
+        registry.register(
+            "listener_open_connections",
+            "Client connections open now, by listener",
+            open_connections.clone(),
+        );
+        let rejected_connections = Family::<ListenerLabels, Counter>::default();
+        registry.register(
+            "listener_rejected_connections",
+            "Connections closed at accept because the listener was full",
+            rejected_connections.clone(),
+        );
+        let reloads = Family::<ResultLabels, Counter>::default();
+        registry.register(
+            "config_reloads",
+            "Config loads by result (ok or failed)",
+            reloads.clone(),
+        );
+        let revision = Gauge::default();
+        registry.register(
+            "config_revision",
+            "Config revision this node serves",
+            revision.clone(),
+        );
+        Self {
+            registry,
+            requests,
+            latency,
+            retries,
+            endpoint_healthy,
+            ejections,
+            open_connections,
+            rejected_connections,
+            reloads,
+            revision,
+        }
+    }
+}
+
+impl Metrics {
+    pub fn new() -> Arc<Self> {
+        Arc::new(Self::default())
+    }
+
+    pub fn route(&self, route: &str) -> RouteMetrics {
+        let by_class = CODE_CLASSES.map(|code_class| {
+            self.requests.get_or_create_owned(&RequestLabels {
+                route: route.to_string(),
+                code_class,
+            })
+        });
+        let labels = RouteLabels {
+            route: route.to_string(),
+        };
+        RouteMetrics {
+            by_class,
+            latency: self.latency.get_or_create_owned(&labels),
+            retries: self.retries.get_or_create_owned(&labels),
+        }
+    }
+
+    pub fn set_endpoint_health(&self, service: &str, endpoint: &Endpoint) {
+        let labels = EndpointLabels {
+            service: service.to_string(),
+            endpoint: endpoint.address.clone(),
+        };
+        self.endpoint_healthy
+            .get_or_create(&labels)
+            .set(i64::from(endpoint.health.is_available()));
+    }
+
+    pub fn ejected(&self, service: &str, endpoint: &Endpoint) {
+        self.ejections
+            .get_or_create(&ServiceLabels {
+                service: service.to_string(),
+            })
+            .inc();
+        self.set_endpoint_health(service, endpoint);
+    }
+
+    pub fn listener_connections(&self, listener: &str) -> Gauge {
+        self.open_connections.get_or_create_owned(&ListenerLabels {
+            listener: listener.to_string(),
+        })
+    }
+
+    pub fn listener_rejections(&self, listener: &str) -> Counter {
+        self.rejected_connections
+            .get_or_create_owned(&ListenerLabels {
+                listener: listener.to_string(),
+            })
+    }
+
+    pub fn reload(&self, ok: bool, revision: u64) {
+        self.reloads
+            .get_or_create(&ResultLabels {
+                result: if ok { "ok" } else { "failed" },
+            })
+            .inc();
+        if ok {
+            self.revision.set(revision as i64);
+        }
+    }
+
+    /// Prometheus text exposition format.
+    pub fn encode(&self) -> String {
+        let mut out = String::new();
+        if prometheus_client::encoding::text::encode(&mut out, &self.registry).is_err() {
+            out.clear();
+        }
+        out
+    }
+}

@@ -1,0 +1,10 @@
+//! Upstream services: their endpoints, how one is chosen for a request (subset, locality,
+//! health, the LB policy, sticky cookies) and the pooled HTTP clients that reach them.
+
+mod client;
+mod endpoint;
+mod service;
+
+pub use client::{BoxError, ProxyBody, UpstreamClient};
+pub use endpoint::{EndpointHealth, InFlightGuard, Outcome};
+pub use service::{Endpoint, HealthRegistry, PickRequest, ServiceRuntime};
