@@ -8,6 +8,7 @@
 pub mod admin;
 pub mod cli;
 pub mod dataplane;
+pub mod demo;
 pub mod health;
 pub mod lb;
 pub mod proxy;

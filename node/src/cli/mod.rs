@@ -1,4 +1,4 @@
-//! The command line: `gantry run` starts a node. Flags follow DESIGN.md §10; every listen
+//! The command line: `gantry run` starts a node, `gantry demo` a demo on this machine. Flags follow DESIGN.md §10; every listen
 //! address is a flag.
 
 mod run;
@@ -26,6 +26,8 @@ pub struct Cli {
 pub enum Command {
     /// Run a node. With -c FILE it serves FILE and re-reads it on SIGHUP.
     Run(RunArgs),
+    /// Start a demo on this machine: demo backends, a node with a sample config, what to try.
+    Demo(crate::demo::DemoArgs),
 }
 
 #[derive(Debug, Clone, Args)]
@@ -66,5 +68,9 @@ pub fn main() -> i32 {
     let cli = Cli::parse();
     match cli.command {
         Command::Run(args) => run::run(args),
+        Command::Demo(args) => {
+            crate::telemetry::init_logging(LogFormat::Text);
+            crate::demo::run(args)
+        }
     }
 }

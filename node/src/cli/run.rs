@@ -132,6 +132,11 @@ async fn serve(args: RunArgs) -> Result<(), StartError> {
         );
         return Ok(());
     }
+    // Watch signals before anything can report ready, so an early SIGTERM drains instead of
+    // killing the process.
+    let mut hangup = signal(SignalKind::hangup()).context("cannot watch SIGHUP")?;
+    let mut terminate = signal(SignalKind::terminate()).context("cannot watch SIGTERM")?;
+    let mut interrupt = signal(SignalKind::interrupt()).context("cannot watch SIGINT")?;
     std::fs::create_dir_all(&args.data_dir).with_context(|| {
         format!(
             "cannot create data dir {} (set --data-dir)",
@@ -171,9 +176,6 @@ async fn serve(args: RunArgs) -> Result<(), StartError> {
     });
     tokio::spawn(admin::serve(admin_listener, admin_state));
 
-    let mut hangup = signal(SignalKind::hangup()).context("cannot watch SIGHUP")?;
-    let mut terminate = signal(SignalKind::terminate()).context("cannot watch SIGTERM")?;
-    let mut interrupt = signal(SignalKind::interrupt()).context("cannot watch SIGINT")?;
     tracing::info!(node = %dataplane.settings.name, "gantry is running");
     loop {
         tokio::select! {

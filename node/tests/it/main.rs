@@ -3,6 +3,7 @@
 
 mod common;
 
+mod demo;
 mod health;
 mod lb_policies;
 mod limits;
