@@ -15,19 +15,25 @@ pub async fn start(name: &'static str, zone: &'static str) -> std::io::Result<So
     let address = listener.local_addr()?;
     tokio::spawn(async move {
         loop {
-            let Ok((stream, _)) = listener.accept().await else { continue };
+            let Ok((stream, _)) = listener.accept().await else {
+                continue;
+            };
             tokio::spawn(async move {
-                let service = service_fn(move |request: http::Request<hyper::body::Incoming>| async move {
-                    let body = if request.uri().path() == "/health" {
-                        "ok\n".to_string()
-                    } else {
-                        format!(
+                let service = service_fn(
+                    move |request: http::Request<hyper::body::Incoming>| async move {
+                        let body = if request.uri().path() == "/health" {
+                            "ok\n".to_string()
+                        } else {
+                            format!(
                             "{{\"backend\":\"{name}\",\"zone\":\"{zone}\",\"path\":{path:?}}}\n",
                             path = request.uri().path()
                         )
-                    };
-                    Ok::<_, std::convert::Infallible>(http::Response::new(Full::new(Bytes::from(body))))
-                });
+                        };
+                        Ok::<_, std::convert::Infallible>(http::Response::new(Full::new(
+                            Bytes::from(body),
+                        )))
+                    },
+                );
                 let _ = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new())
                     .serve_connection(TokioIo::new(stream), service)
                     .await;
@@ -39,13 +45,23 @@ pub async fn start(name: &'static str, zone: &'static str) -> std::io::Result<So
 
 /// True when `GET path` on `address` answers 200.
 pub async fn probe(address: SocketAddr, path: &str) -> bool {
-    let Ok(stream) = TcpStream::connect(address).await else { return false };
-    let Ok((mut sender, connection)) = hyper::client::conn::http1::handshake::<_, Full<Bytes>>(TokioIo::new(stream)).await else {
+    let Ok(stream) = TcpStream::connect(address).await else {
+        return false;
+    };
+    let Ok((mut sender, connection)) =
+        hyper::client::conn::http1::handshake::<_, Full<Bytes>>(TokioIo::new(stream)).await
+    else {
         return false;
     };
     tokio::spawn(connection);
-    let Ok(request) = http::Request::get(path).header("host", address.to_string()).body(Full::new(Bytes::new())) else {
+    let Ok(request) = http::Request::get(path)
+        .header("host", address.to_string())
+        .body(Full::new(Bytes::new()))
+    else {
         return false;
     };
-    sender.send_request(request).await.is_ok_and(|r| r.status() == 200)
+    sender
+        .send_request(request)
+        .await
+        .is_ok_and(|r| r.status() == 200)
 }

@@ -4,6 +4,7 @@
 mod common;
 
 mod demo;
+mod examples;
 mod health;
 mod lb_policies;
 mod limits;

@@ -312,7 +312,9 @@ async fn websocket_echo() {
                     return;
                 };
                 while let Some(Ok(message)) = socket.next().await {
-                    if (message.is_text() || message.is_binary()) && socket.send(message).await.is_err() {
+                    if (message.is_text() || message.is_binary())
+                        && socket.send(message).await.is_err()
+                    {
                         return;
                     }
                 }
@@ -402,4 +404,40 @@ services:
         },
     )
     .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn idle_connections_are_closed() {
+    let backend = Backend::start("web").await;
+    let yaml = format!(
+        r#"
+listeners: [ {{ name: public, protocol: http, limits: {{ idle_timeout: 300ms }} }} ]
+services: [ {{ name: web, endpoints: [ {{ address: "{}" }} ] }} ]
+routes: [ {{ name: all, to: [ {{ service: web }} ] }} ]
+"#,
+        backend.addr
+    );
+    let gantry = Gantry::start(&yaml).await;
+    let stream = TcpStream::connect(gantry.http).await.expect("connect");
+    let (mut sender, connection) = hyper::client::conn::http2::handshake::<_, _, Full<Bytes>>(
+        TokioExecutor::new(),
+        TokioIo::new(stream),
+    )
+    .await
+    .expect("h2c");
+    let connection = tokio::spawn(connection);
+    let request = http::Request::get(format!("http://{}/", gantry.http))
+        .body(Full::new(Bytes::new()))
+        .expect("request");
+    assert_eq!(
+        sender
+            .send_request(request)
+            .await
+            .expect("response")
+            .status(),
+        200
+    );
+    // Nothing more is sent: the server closes the idle HTTP/2 connection (GOAWAY).
+    let closed = tokio::time::timeout(std::time::Duration::from_secs(5), connection).await;
+    assert!(closed.is_ok(), "idle connection still open");
 }

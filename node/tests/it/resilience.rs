@@ -128,3 +128,52 @@ routes:
         );
     }
 }
+
+/// A backend that accepts connections, reads the request and closes without answering.
+async fn resetting_backend() -> std::net::SocketAddr {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
+    let addr = listener.local_addr().expect("addr");
+    tokio::spawn(async move {
+        while let Ok((mut stream, _)) = listener.accept().await {
+            tokio::spawn(async move {
+                let mut buffer = [0u8; 1024];
+                let _ = tokio::io::AsyncReadExt::read(&mut stream, &mut buffer).await;
+                drop(stream);
+            });
+        }
+    });
+    addr
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn resets_are_retried_elsewhere_or_answered_502() {
+    let resetting = resetting_backend().await;
+    let good = Backend::start("good").await;
+    let yaml = format!(
+        r#"
+listeners: [ {{ name: public, protocol: http }} ]
+services:
+  - {{ name: flaky, lb: round_robin, endpoints: [ {{ address: "{resetting}" }}, {{ address: "{good}" }} ] }}
+  - {{ name: broken, endpoints: [ {{ address: "{resetting}" }} ] }}
+routes:
+  - {{ name: broken, match: {{ path_prefix: /broken }}, to: [ {{ service: broken }} ] }}
+  - name: flaky
+    to: [ {{ service: flaky }} ]
+    retries: {{ attempts: 2, on: [reset], min_retries_per_window: 100 }}
+"#,
+        good = good.addr
+    );
+    let gantry = Gantry::start(&yaml).await;
+    for _ in 0..6 {
+        let reply = get(&gantry.url("/")).await.expect("get");
+        assert_eq!(
+            (reply.status, reply.header("x-backend")),
+            (200, Some("good"))
+        );
+    }
+    let reply = get(&gantry.url("/broken")).await.expect("get");
+    assert_eq!(reply.status, 502);
+    assert_eq!(reply.json()["error"]["code"], "upstream_reset");
+}

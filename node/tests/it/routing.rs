@@ -92,3 +92,45 @@ routes:
     assert_eq!(id.len(), 36);
     assert_eq!(generated.json()["x-request-id"], id.as_str());
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn access_log_line_per_request_in_json() {
+    let api = Backend::start("api").await;
+    let yaml = format!(
+        r#"
+listeners: [ {{ name: public, protocol: http }} ]
+services: [ {{ name: api, endpoints: [ {{ address: "{}" }} ] }} ]
+routes: [ {{ name: api-route, to: [ {{ service: api }} ] }} ]
+"#,
+        api.addr
+    );
+    let gantry = Gantry::start_with(&yaml, &["--log-format", "json"]).await;
+    let reply = get_with(&gantry.url("/items?x=1"), &[("x-request-id", "log-me")])
+        .await
+        .expect("get");
+    assert_eq!(reply.status, 200);
+    let mut line = None;
+    eventually(
+        std::time::Duration::from_secs(5),
+        "access log line written",
+        || {
+            let log = gantry.log();
+            line = log
+                .lines()
+                .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+                .find(|v| v["target"] == "gantry::access" && v["request_id"] == "log-me");
+            let found = line.is_some();
+            async move { found }
+        },
+    )
+    .await;
+    let line = line.expect("line");
+    assert_eq!(line["route"], "api-route");
+    assert_eq!(line["service"], "api");
+    assert_eq!(line["endpoint"], api.addr.to_string());
+    assert_eq!(line["status"], 200);
+    assert_eq!(line["bytes"], 3);
+    assert_eq!(line["method"], "GET");
+    assert_eq!(line["path"], "/items");
+    assert!(line["duration_ms"].as_f64().is_some());
+}
