@@ -45,13 +45,13 @@ pub struct RunArgs {
     #[arg(long, env = "GANTRY_DATA_DIR", default_value = "gantry-data")]
     pub data_dir: PathBuf,
     /// Address of http listeners that give none.
-    #[arg(long, env = "GANTRY_HTTP", default_value = "0.0.0.0:8080")]
+    #[arg(long, env = "GANTRY_HTTP_ADDR", default_value = "0.0.0.0:8080")]
     pub http: SocketAddr,
     /// Address of https listeners that give none.
-    #[arg(long, env = "GANTRY_HTTPS", default_value = "0.0.0.0:8443")]
+    #[arg(long, env = "GANTRY_HTTPS_ADDR", default_value = "0.0.0.0:8443")]
     pub https: SocketAddr,
     /// Admin API, /metrics and probes. Keep it on loopback unless a firewall guards it.
-    #[arg(long, env = "GANTRY_ADMIN", default_value = "127.0.0.1:9900")]
+    #[arg(long, env = "GANTRY_ADMIN_ADDR", default_value = "127.0.0.1:9900")]
     pub admin: SocketAddr,
     #[arg(long, value_enum, env = "GANTRY_LOG_FORMAT", default_value = "text")]
     pub log_format: LogFormat,

@@ -5,15 +5,20 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
-use gantry_proto::config::{parse_status_ranges, HealthCheck, HealthCheckKind, StatusRange};
+use gantry_proto::config::{
+    parse_status_ranges, HealthCheck, HealthCheckKind, StatusRange, UpstreamProtocol,
+};
 use http_body_util::Empty;
-use hyper_util::rt::TokioIo;
+use hyper_util::rt::{TokioExecutor, TokioIo};
 use tokio::net::TcpStream;
 use tokio::task::JoinSet;
 
 use crate::dataplane::Snapshot;
 use crate::telemetry::Metrics;
-use crate::upstream::Endpoint;
+use crate::upstream::{Endpoint, ServiceRuntime};
+
+/// How often the endpoint health gauges are recomputed.
+const GAUGE_REFRESH: Duration = Duration::from_secs(1);
 
 /// Owns the check tasks of the current revision; a new revision replaces them all (endpoint
 /// verdicts live in the shared health state, so nothing is forgotten).
@@ -26,50 +31,76 @@ impl HealthSupervisor {
     pub fn follow(&mut self, snapshot: &Snapshot, metrics: &Arc<Metrics>) {
         self.tasks.abort_all();
         for service in snapshot.services.values() {
-            for endpoint in &service.endpoints {
-                metrics.set_endpoint_health(&service.name, endpoint);
-            }
-            if let Some(check) = snapshot
+            let check = snapshot
                 .document
                 .services
                 .iter()
                 .find(|s| s.name == service.name)
-                .and_then(|s| s.health_check.clone())
-            {
-                let statuses = parse_status_ranges(&check.expected_statuses).unwrap_or_default();
+                .and_then(|s| s.health_check.clone());
+            let Some(check) = check else {
+                // No checks any more: a verdict left by an earlier revision's checks must not
+                // keep an endpoint out of rotation forever.
                 for endpoint in &service.endpoints {
-                    let endpoint = endpoint.clone();
-                    let check = check.clone();
-                    let statuses = statuses.clone();
-                    let metrics = metrics.clone();
-                    let service_name = service.name.clone();
-                    self.tasks.spawn(async move {
-                        run_checks(service_name, endpoint, check, statuses, metrics).await;
-                    });
+                    endpoint.health.set_active_healthy(true);
                 }
-            }
-            if let Some(outlier) = service.outlier.clone() {
-                let endpoints = service.endpoints.clone();
+                decay_ejections_periodically(&mut self.tasks, service);
+                continue;
+            };
+            let statuses = parse_status_ranges(&check.expected_statuses).unwrap_or_default();
+            for endpoint in &service.endpoints {
+                let endpoint = endpoint.clone();
+                let check = check.clone();
+                let statuses = statuses.clone();
+                let metrics = metrics.clone();
+                let service_name = service.name.clone();
+                let protocol = service.client_protocol();
                 self.tasks.spawn(async move {
-                    let mut tick = tokio::time::interval(outlier.interval.get());
-                    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-                    tick.tick().await;
-                    loop {
-                        tick.tick().await;
-                        for endpoint in &endpoints {
-                            endpoint.health.decay_ejections();
-                        }
-                    }
+                    run_checks(service_name, endpoint, check, protocol, statuses, metrics).await;
                 });
             }
+            decay_ejections_periodically(&mut self.tasks, service);
         }
+        // Ejections end by the clock, not by an event: refresh the health gauges periodically.
+        let services: Vec<_> = snapshot.services.values().cloned().collect();
+        let metrics = metrics.clone();
+        self.tasks.spawn(async move {
+            let mut tick = tokio::time::interval(GAUGE_REFRESH);
+            loop {
+                tick.tick().await;
+                for service in &services {
+                    for endpoint in &service.endpoints {
+                        metrics.set_endpoint_health(&service.name, endpoint);
+                    }
+                }
+            }
+        });
     }
+}
+
+/// Lowers ejection counts every outlier interval (see `EndpointHealth::decay_ejections`).
+fn decay_ejections_periodically(tasks: &mut JoinSet<()>, service: &ServiceRuntime) {
+    let Some(outlier) = service.outlier.clone() else {
+        return;
+    };
+    let endpoints = service.endpoints.clone();
+    tasks.spawn(async move {
+        let mut tick = tokio::time::interval(outlier.interval.get());
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        tick.tick().await;
+        loop {
+            tick.tick().await;
+            for endpoint in &endpoints {
+                endpoint.health.decay_ejections();
+            }
+        }
+    });
 }
 
 async fn run_checks(
     service: String,
     endpoint: Arc<Endpoint>,
     check: HealthCheck,
+    protocol: UpstreamProtocol,
     statuses: Vec<StatusRange>,
     metrics: Arc<Metrics>,
 ) {
@@ -84,7 +115,7 @@ async fn run_checks(
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
         tick.tick().await;
-        let result = check_once(&endpoint.address, &check, &statuses).await;
+        let result = check_once(&endpoint.address, &check, protocol, &statuses).await;
         let healthy_now = endpoint.health.is_active_healthy();
         match result {
             Ok(()) => {
@@ -110,9 +141,12 @@ async fn run_checks(
 }
 
 /// Runs one check against `address`; Err says why it failed.
+/// Runs one check against `address` (HTTP/1.1, or HTTP/2 with prior knowledge for http2
+/// services, which may not speak HTTP/1 at all); Err says why it failed.
 pub async fn check_once(
     address: &str,
     check: &HealthCheck,
+    protocol: UpstreamProtocol,
     statuses: &[StatusRange],
 ) -> Result<(), String> {
     let attempt = async {
@@ -123,21 +157,40 @@ pub async fn check_once(
             return Ok(());
         }
         let _ = stream.set_nodelay(true);
-        let (mut sender, connection) =
-            hyper::client::conn::http1::handshake::<_, Empty<Bytes>>(TokioIo::new(stream))
-                .await
-                .map_err(|e| format!("handshake: {e}"))?;
-        tokio::spawn(connection);
-        let request = http::Request::get(check.path.as_str())
-            .header(http::header::HOST, address)
+        let io = TokioIo::new(stream);
+        let mut request = http::Request::get(check.path.as_str())
             .header(http::header::USER_AGENT, "gantry-health-check")
-            .header(http::header::CONNECTION, "close")
-            .body(Empty::new())
+            .body(Empty::<Bytes>::new())
             .map_err(|e| format!("request: {e}"))?;
-        let response = sender
-            .send_request(request)
-            .await
-            .map_err(|e| format!("request: {e}"))?;
+        let response = match protocol {
+            UpstreamProtocol::Http1 => {
+                let (mut sender, connection) = hyper::client::conn::http1::handshake(io)
+                    .await
+                    .map_err(|e| format!("handshake: {e}"))?;
+                tokio::spawn(connection);
+                let headers = request.headers_mut();
+                if let Ok(host) = http::HeaderValue::from_str(address) {
+                    headers.insert(http::header::HOST, host);
+                }
+                headers.insert(
+                    http::header::CONNECTION,
+                    http::HeaderValue::from_static("close"),
+                );
+                sender.send_request(request).await
+            }
+            UpstreamProtocol::Http2 => {
+                let (mut sender, connection) =
+                    hyper::client::conn::http2::handshake(TokioExecutor::new(), io)
+                        .await
+                        .map_err(|e| format!("handshake: {e}"))?;
+                tokio::spawn(connection);
+                *request.uri_mut() = format!("http://{address}{}", check.path)
+                    .parse()
+                    .map_err(|e| format!("request: {e}"))?;
+                sender.send_request(request).await
+            }
+        }
+        .map_err(|e| format!("request: {e}"))?;
         let status = response.status().as_u16();
         if statuses.iter().any(|r| r.contains(status)) {
             Ok(())

@@ -15,6 +15,7 @@ use hyper::body::Incoming;
 
 use super::body::{self, error_response, TrackedBody};
 use super::headers;
+use super::listener::ConnectionSlot;
 use crate::dataplane::{Dataplane, ListenerPlan, RouteRuntime, Snapshot};
 use crate::lb::hash64;
 use crate::routing::RequestView;
@@ -28,6 +29,8 @@ pub struct ConnectionContext {
     pub local: SocketAddr,
     pub client: SocketAddr,
     pub tls: bool,
+    /// The connection's place in the listener's accounting; an upgraded tunnel holds it too.
+    pub slot: Arc<ConnectionSlot>,
 }
 
 /// A request body as the proxy holds it: in memory (replayable, so retries are possible) or
@@ -195,7 +198,19 @@ async fn forward(
     let sticky_id = sticky_cookie
         .and_then(|name| headers::cookie(request.headers(), name))
         .map(str::to_string);
-    let host = RequestView::of(&request).host.to_string();
+    // The authority as the client sent it, port included (HTTP/2 :authority or HTTP/1 Host).
+    let host = request
+        .uri()
+        .authority()
+        .map(|a| a.as_str())
+        .or_else(|| {
+            request
+                .headers()
+                .get(header::HOST)
+                .and_then(|h| h.to_str().ok())
+        })
+        .unwrap_or("")
+        .to_string();
 
     let (mut parts, incoming) = request.into_parts();
     headers::remove_hop_by_hop(&mut parts.headers, upgrade);
@@ -313,7 +328,14 @@ async fn forward(
                 if can_retry_more
                     && retry.is_some_and(|p| p.retries_status(status) && take_retry(route))
                 {
-                    last_failure = Some(response.map(|b| b.map_err(Into::into).boxed_unsync()));
+                    // Kept, fully prepared, in case no other endpoint is left to try.
+                    last_failure = Some(client_response(
+                        response,
+                        service,
+                        &endpoint,
+                        sticky_id.as_deref(),
+                        in_flight,
+                    ));
                     continue;
                 }
                 if status == 101 {
@@ -322,6 +344,7 @@ async fn forward(
                         tokio::spawn(super::tcp::splice_upgrades(
                             client_upgrade,
                             upstream_upgrade,
+                            context.slot.clone(),
                         ));
                     }
                 }

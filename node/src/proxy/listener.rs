@@ -17,6 +17,7 @@ use gantry_proto::Problem;
 use hyper::service::service_fn;
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use hyper_util::server::conn::auto;
+use prometheus_client::metrics::gauge::Gauge;
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::TcpListener;
 use tokio::sync::{watch, Notify};
@@ -46,21 +47,39 @@ impl Default for ConnectionTracker {
     }
 }
 
-/// Held by a connection task; dropping it counts the connection closed.
-struct TrackedConnection(Arc<ConnectionTracker>);
+/// One accepted connection's place in the accounting: the listener's open count and gauge and
+/// the node-wide tracker. Released when the connection and any tunnel made from it are done.
+#[derive(Debug)]
+pub struct ConnectionSlot {
+    tracker: Arc<ConnectionTracker>,
+    listener_open: Arc<AtomicU64>,
+    gauge: Gauge,
+}
 
-impl Drop for TrackedConnection {
+impl Drop for ConnectionSlot {
     fn drop(&mut self) {
-        if self.0.active.fetch_sub(1, Ordering::AcqRel) == 1 {
-            self.0.idle.notify_waiters();
+        self.listener_open.fetch_sub(1, Ordering::Relaxed);
+        self.gauge.dec();
+        if self.tracker.active.fetch_sub(1, Ordering::AcqRel) == 1 {
+            self.tracker.idle.notify_waiters();
         }
     }
 }
 
 impl ConnectionTracker {
-    fn track(self: &Arc<Self>) -> TrackedConnection {
+    fn open_slot(
+        self: &Arc<Self>,
+        listener_open: &Arc<AtomicU64>,
+        gauge: Gauge,
+    ) -> Arc<ConnectionSlot> {
         self.active.fetch_add(1, Ordering::AcqRel);
-        TrackedConnection(self.clone())
+        listener_open.fetch_add(1, Ordering::Relaxed);
+        gauge.inc();
+        Arc::new(ConnectionSlot {
+            tracker: self.clone(),
+            listener_open: listener_open.clone(),
+            gauge,
+        })
     }
 
     pub fn active(&self) -> usize {
@@ -227,16 +246,13 @@ async fn accept_loop(
             continue;
         }
         let _ = stream.set_nodelay(true);
-        let gauge = dataplane.metrics.listener_connections(&plan.name);
-        gauge.inc();
-        open.fetch_add(1, Ordering::Relaxed);
-        let guard = tracker.track();
-        let open = open.clone();
+        let slot = tracker.open_slot(&open, dataplane.metrics.listener_connections(&plan.name));
         let context = Arc::new(ConnectionContext {
             dataplane: dataplane.clone(),
             local: address,
             client,
             tls: plan.protocol == ListenerProtocol::Https,
+            slot: slot.clone(),
         });
         let protocol = plan.protocol;
         let limits = plan.limits.clone();
@@ -274,9 +290,7 @@ async fn accept_loop(
                     }
                 }
             }
-            open.fetch_sub(1, Ordering::Relaxed);
-            gauge.dec();
-            drop(guard);
+            drop(slot);
         });
     }
 }

@@ -8,6 +8,8 @@ use hyper::upgrade::OnUpgrade;
 use hyper_util::rt::TokioIo;
 use tokio::net::TcpStream;
 
+use super::listener::ConnectionSlot;
+use crate::lb::hash64;
 use crate::upstream::{Outcome, PickRequest, ServiceRuntime};
 
 /// Connect attempts per client connection, each to a different endpoint.
@@ -16,10 +18,16 @@ const MAX_CONNECT_ATTEMPTS: usize = 3;
 pub async fn forward_tcp(mut client: TcpStream, service: Arc<ServiceRuntime>, listener: Arc<str>) {
     let peer = client.peer_addr().ok();
     let connect_timeout = service.connect_timeout();
+    // ring_hash on a TCP listener can only hash what L4 has: the client's address.
+    let hash_key = peer.map(|p| match p.ip() {
+        std::net::IpAddr::V4(ip) => hash64(&ip.octets()),
+        std::net::IpAddr::V6(ip) => hash64(&ip.octets()),
+    });
     let mut tried = Vec::with_capacity(MAX_CONNECT_ATTEMPTS);
     for _ in 0..MAX_CONNECT_ATTEMPTS {
         let Some(endpoint) = service.pick(&PickRequest {
             exclude: &tried,
+            hash_key,
             ..PickRequest::default()
         }) else {
             tracing::warn!(listener = %listener, service = %service.name, "no healthy endpoint for tcp connection; closing it");
@@ -63,8 +71,9 @@ pub async fn forward_tcp(mut client: TcpStream, service: Arc<ServiceRuntime>, li
     tracing::warn!(listener = %listener, service = %service.name, "every tcp connect attempt failed; closing client connection");
 }
 
-/// Joins the two halves of an HTTP upgrade (client ↔ upstream) once both have switched.
-pub async fn splice_upgrades(client: OnUpgrade, upstream: OnUpgrade) {
+/// Joins the two halves of an HTTP upgrade (client ↔ upstream) once both have switched. The
+/// tunnel holds its connection's slot, so it counts against max_connections and drain.
+pub async fn splice_upgrades(client: OnUpgrade, upstream: OnUpgrade, _slot: Arc<ConnectionSlot>) {
     let (client, upstream) = match tokio::try_join!(client, upstream) {
         Ok(pair) => pair,
         Err(error) => {

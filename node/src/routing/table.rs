@@ -278,8 +278,7 @@ fn build_bucket(
         if let Some(path) = &matcher.path {
             bucket.exact.entry(path.clone()).or_default().push(i);
         } else if let Some(regex) = &matcher.path_regex {
-            regexes.push(format!("^(?:{regex})$"));
-            bucket.regex_routes.push(i);
+            regexes.push((regex.as_str(), i));
         } else {
             let prefix = matcher
                 .path_prefix
@@ -300,12 +299,31 @@ fn build_bucket(
                 .cmp(&conditions[*a as usize].specificity())
         });
     }
+    // Regex routes keep file order, except that routes with the same regex are ordered by
+    // specificity like the other path kinds: group by the regex's first appearance.
+    let first_seen = |pattern: &str| regexes.iter().position(|(p, _)| *p == pattern).unwrap_or(0);
+    let mut ordered: Vec<(usize, &str, u32)> = regexes
+        .iter()
+        .map(|&(p, i)| (first_seen(p), p, i))
+        .collect();
+    ordered.sort_by(|a, b| {
+        a.0.cmp(&b.0).then_with(|| {
+            conditions[b.2 as usize]
+                .specificity()
+                .cmp(&conditions[a.2 as usize].specificity())
+        })
+    });
+    bucket.regex_routes = ordered.iter().map(|&(_, _, i)| i).collect();
+    let patterns: Vec<String> = ordered
+        .iter()
+        .map(|(_, p, _)| format!("^(?:{p})$"))
+        .collect();
     let mut lengths: Vec<usize> = bucket.prefixes.keys().map(String::len).collect();
     lengths.sort_unstable_by(|a, b| b.cmp(a));
     lengths.dedup();
     bucket.prefix_lengths = lengths;
-    if !regexes.is_empty() {
-        bucket.regex_set = Some(RegexSet::new(&regexes)?);
+    if !patterns.is_empty() {
+        bucket.regex_set = Some(RegexSet::new(&patterns)?);
     }
     Ok(bucket)
 }

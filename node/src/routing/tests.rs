@@ -51,6 +51,7 @@ routes:
   - { name: wild, match: { host: "*.example.com", path_prefix: / }, to: [ { service: s } ] }
   - { name: wild-deep, match: { host: "*.eu.example.com" }, to: [ { service: s } ] }
   - { name: regex, match: { host: api.example.com, path_regex: "/users/[0-9]+" }, to: [ { service: s } ] }
+  - { name: regex-admin, match: { host: api.example.com, path_regex: "/users/[0-9]+", headers: { x-admin: "1" } }, to: [ { service: s } ] }
   - { name: query, match: { path_prefix: /search, query: { q: { present: true }, lang: en } }, to: [ { service: s } ] }
   - { name: header-regex, match: { path_prefix: /h, headers: { x-user: { regex: "adm.*" }, x-debug: { present: false } } }, to: [ { service: s } ] }
 "#;
@@ -64,6 +65,16 @@ fn precedence() {
     assert_eq!(get("api.example.com", "/api/x"), Some("api-prefix"));
     assert_eq!(get("API.Example.com:8080", "/api/x"), Some("api-prefix"));
     assert_eq!(get("api.example.com", "/users/42"), Some("regex"));
+    assert_eq!(
+        find(
+            &t,
+            "GET",
+            "api.example.com",
+            "/users/42",
+            &[("x-admin", "1")]
+        ),
+        Some("regex-admin")
+    );
     // The regex must match the whole path; otherwise the wildcard tier answers.
     assert_eq!(get("api.example.com", "/users/42/x"), Some("wild"));
     assert_eq!(get("www.example.com", "/x"), Some("wild"));

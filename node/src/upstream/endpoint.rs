@@ -1,6 +1,6 @@
 //! One upstream endpoint's live state: active-check health, passive outlier ejection and load.
-//! It outlives config revisions (kept by address in the health registry), so a reload neither
-//! forgets an ejection nor resets a failing check.
+//! It outlives config revisions (kept by service and address in the health registry), so a
+//! reload forgets neither an ejection nor an active-check verdict.
 
 use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
 use std::time::{Duration, Instant};

@@ -53,6 +53,11 @@ pub fn parse_duration(text: &str) -> Result<Duration, String> {
 
 impl fmt::Display for HumanDuration {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let micros = self.0.as_micros();
+        if !micros.is_multiple_of(1000) {
+            // Sub-millisecond parts survive a round trip through the text form.
+            return write!(f, "{}ms", micros as f64 / 1000.0);
+        }
         let ms = self.0.as_millis();
         if ms.is_multiple_of(3_600_000) && ms > 0 {
             write!(f, "{}h", ms / 3_600_000)
@@ -111,7 +116,7 @@ mod tests {
 
     #[test]
     fn displays_round_trip() {
-        for text in ["250ms", "5s", "2m", "1h", "0s"] {
+        for text in ["250ms", "5s", "2m", "1h", "0s", "0.5ms", "1.25ms"] {
             let d = HumanDuration(parse_duration(text).unwrap_or_default());
             assert_eq!(d.to_string(), text);
         }

@@ -58,14 +58,16 @@ pub struct ListenerLimits {
     pub max_connections: u32,
     /// Bytes of request line plus headers (HTTP/1) or header list (HTTP/2); above: 431.
     pub max_header_bytes: u32,
-    /// Number of request headers; above: 431.
+    /// Number of request headers on HTTP/1 (HTTP/2 header lists are bounded by
+    /// max_header_bytes); above: 431.
     pub max_headers: u32,
     /// Request body bytes; above: 413.
     pub max_body_bytes: u64,
-    /// Time a client has to send a complete request head (slowloris guard); also the keep-alive
-    /// idle limit between requests on HTTP/1.
+    /// Time a client has to send a complete HTTP/1 request head (slowloris guard), and to finish
+    /// a TLS handshake; also the keep-alive idle limit between HTTP/1 requests.
     pub header_read_timeout: HumanDuration,
-    /// HTTP/2 connections idle for this long are closed.
+    /// HTTP connections (HTTP/1 and HTTP/2) on which no byte moved for this long are closed
+    /// gracefully.
     pub idle_timeout: HumanDuration,
 }
 
@@ -104,7 +106,7 @@ pub enum LbPolicy {
     LeastRequest,
     RingHash,
     Random,
-    /// For tcp listeners: fewest open connections.
+    /// Fewest requests (HTTP) or connections (TCP) in flight, found by a full scan.
     LeastConnections,
 }
 
@@ -296,7 +298,8 @@ pub struct Route {
     #[serde(default, rename = "match")]
     pub matcher: RouteMatch,
     pub to: Vec<Destination>,
-    /// Whole-request deadline, retries included.
+    /// Deadline from the request to the response head, retries included (the body then
+    /// streams without a deadline).
     #[serde(default = "default_route_timeout")]
     pub timeout: HumanDuration,
     #[serde(default)]

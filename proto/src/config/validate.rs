@@ -244,6 +244,16 @@ fn check_services<'a>(
                     format!("\"{}\" is not a valid cookie name", sticky.cookie),
                 ));
             }
+            if sticky
+                .ttl
+                .is_some_and(|t| t.get() < std::time::Duration::from_secs(1))
+            {
+                // Max-Age is in whole seconds; 0 would tell the browser to delete the cookie.
+                problems.push(Problem::new(
+                    format!("{path}.sticky.ttl"),
+                    "must be at least 1s",
+                ));
+            }
         }
         if let Some(check) = &service.health_check {
             let hpath = format!("{path}.health_check");

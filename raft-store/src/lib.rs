@@ -1,0 +1,2 @@
+//! openraft storage for gantry: being written.
+#![forbid(unsafe_code)]
