@@ -9,6 +9,7 @@ pub mod admin;
 pub mod cli;
 pub mod dataplane;
 pub mod demo;
+pub mod fabric;
 pub mod health;
 pub mod lb;
 pub mod proxy;
