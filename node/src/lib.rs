@@ -7,6 +7,7 @@
 
 pub mod admin;
 pub mod cli;
+pub mod cluster;
 pub mod dataplane;
 pub mod demo;
 pub mod fabric;

@@ -99,6 +99,34 @@ pub enum Command {
     },
 }
 
+/// What a joiner sends (over the join protocol) to any member.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct JoinRequest {
+    pub token_id: String,
+    /// The token's secret; the member compares its SHA-256 with the stored hash.
+    pub secret: String,
+    pub name: String,
+    pub zone: String,
+    pub fabric: String,
+    pub admin: String,
+    /// Raw P-256 public key the certificate is issued for (the private key stays home).
+    pub public_key: Vec<u8>,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum JoinReply {
+    Accepted {
+        node_id: NodeId,
+        cluster_id: String,
+        cert_pem: String,
+        ca_pem: String,
+        members: Vec<NodeInfo>,
+    },
+    Refused {
+        reason: String,
+    },
+}
+
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub enum Response {
     Done,

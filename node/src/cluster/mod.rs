@@ -1,0 +1,583 @@
+//! The cluster: this node's Raft member (openraft on `raft-store`, RPCs over the fabric), how a
+//! node comes to be one (bootstrap, join, restart), writes forwarded to the leader, linearizable
+//! reads, and the leader's work of keeping voters spread over zones.
+
+mod handler;
+pub mod identity;
+mod rpc;
+pub mod voters;
+
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant, SystemTime};
+
+use gantry_proto::cluster::{
+    ClusterIdentity, ClusterState, Command, JoinReply, JoinRequest, JoinToken, NodeId, NodeInfo,
+    Refusal, Response, Revision,
+};
+use gantry_raft_store::openraft::error::{ClientWriteError, RaftError};
+use gantry_raft_store::openraft::{self, BasicNode, ServerState};
+use gantry_raft_store::{AppliedState, Raft, RaftMetrics};
+use tokio::sync::watch;
+
+use crate::fabric::{self, pki, Fabric, FabricError};
+pub use identity::{DataDir, JoinTokenText};
+pub use rpc::ForwardError;
+use rpc::{RaftRpc, RaftRpcReply};
+
+/// Default lifetime of join tokens.
+pub const DEFAULT_TOKEN_TTL: Duration = Duration::from_secs(24 * 3600);
+/// How long a forwarded request may take (an election may be under way).
+const FORWARD_TIMEOUT: Duration = Duration::from_secs(5);
+/// Attempts to find a leader for a write before giving up.
+const WRITE_ATTEMPTS: usize = 40;
+const WRITE_RETRY_PAUSE: Duration = Duration::from_millis(100);
+
+#[derive(Debug, thiserror::Error)]
+pub enum ClusterError {
+    #[error(transparent)]
+    Identity(#[from] identity::IdentityError),
+    #[error("raft store: {0}")]
+    Store(#[from] gantry_raft_store::StoreError),
+    #[error(transparent)]
+    Fabric(#[from] FabricError),
+    #[error(transparent)]
+    Pki(#[from] pki::PkiError),
+    #[error("raft: {0}")]
+    Raft(String),
+    #[error("no leader could be reached; is a majority of voters up?")]
+    NoLeader,
+    #[error("{0}")]
+    Refused(#[from] Refusal),
+    #[error("join refused by {addr}: {reason}")]
+    JoinRefused { addr: String, reason: String },
+    #[error("{0}")]
+    Invalid(String),
+}
+
+/// How this node takes part in the cluster, from the command line.
+#[derive(Clone, Debug)]
+pub struct ClusterSettings {
+    pub name: String,
+    pub zone: String,
+    pub data_dir: PathBuf,
+    pub fabric_bind: SocketAddr,
+    /// `HOST:PORT` peers use to reach the fabric.
+    pub fabric_advertise: String,
+    pub admin_advertise: String,
+    pub join: Option<(String, JoinTokenText)>,
+    pub raft: RaftTuning,
+    pub voter_grace: Duration,
+}
+
+/// Raft timing and compaction; defaults suit a LAN (and loopback tests).
+#[derive(Clone, Debug)]
+pub struct RaftTuning {
+    pub heartbeat_ms: u64,
+    pub election_min_ms: u64,
+    pub election_max_ms: u64,
+    /// Build a snapshot (and purge the log) every this many entries.
+    pub snapshot_logs: u64,
+}
+
+impl Default for RaftTuning {
+    fn default() -> Self {
+        Self {
+            heartbeat_ms: 100,
+            election_min_ms: 400,
+            election_max_ms: 800,
+            snapshot_logs: 1000,
+        }
+    }
+}
+
+/// What bootstrap produced that only the first node ever sees.
+#[derive(Debug, Clone)]
+pub struct BootstrapOutput {
+    pub admin_token: String,
+    pub join_token: String,
+}
+
+pub struct Cluster {
+    pub node_id: NodeId,
+    pub cluster_id: String,
+    pub name: String,
+    pub zone: String,
+    pub raft: Raft,
+    pub fabric: Arc<Fabric>,
+    applied: watch::Receiver<AppliedState>,
+    pub data_dir: DataDir,
+    fabric_advertise: String,
+    admin_advertise: String,
+    /// Last time each member answered a ping (leader's view).
+    last_seen: Mutex<HashMap<NodeId, Instant>>,
+    /// Revision each member reported having applied.
+    peer_revisions: Mutex<HashMap<NodeId, u64>>,
+    started: Instant,
+}
+
+impl std::fmt::Debug for Cluster {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Cluster")
+            .field("node_id", &self.node_id)
+            .field("cluster_id", &self.cluster_id)
+            .finish()
+    }
+}
+
+pub fn now_unix_ms() -> u64 {
+    SystemTime::now()
+        .duration_since(SystemTime::UNIX_EPOCH)
+        .map(|d| d.as_millis() as u64)
+        .unwrap_or(0)
+}
+
+fn raft_config(
+    cluster_id: &str,
+    tuning: &RaftTuning,
+) -> Result<Arc<openraft::Config>, ClusterError> {
+    let config = openraft::Config {
+        cluster_name: cluster_id.to_string(),
+        heartbeat_interval: tuning.heartbeat_ms,
+        election_timeout_min: tuning.election_min_ms,
+        election_timeout_max: tuning.election_max_ms,
+        snapshot_policy: openraft::SnapshotPolicy::LogsSinceLast(tuning.snapshot_logs),
+        max_in_snapshot_log_to_keep: tuning.snapshot_logs.min(1000),
+        ..Default::default()
+    };
+    config
+        .validate()
+        .map(Arc::new)
+        .map_err(|e| ClusterError::Raft(e.to_string()))
+}
+
+impl Cluster {
+    /// Starts this node's membership: restart from the data dir, join with a token, or
+    /// bootstrap a new cluster. Returns the bootstrap secrets when a cluster was created.
+    pub async fn start(
+        settings: ClusterSettings,
+    ) -> Result<(Arc<Cluster>, Option<BootstrapOutput>), ClusterError> {
+        let data_dir = DataDir::new(&settings.data_dir);
+        std::fs::create_dir_all(&settings.data_dir).map_err(|source| {
+            identity::IdentityError::Io {
+                action: "create",
+                path: settings.data_dir.clone(),
+                source,
+            }
+        })?;
+        match data_dir.load_record()? {
+            Some(record) => {
+                if settings.join.is_some() {
+                    tracing::warn!(
+                        node_id = record.node_id,
+                        "this data dir already belongs to a cluster member; --join is ignored"
+                    );
+                }
+                let cluster = Self::open(&settings, data_dir, record).await?;
+                Ok((cluster, None))
+            }
+            None => match settings.join.clone() {
+                Some((bootstrap, token)) => {
+                    let record = Self::join(&settings, &data_dir, &bootstrap, &token).await?;
+                    let cluster = Self::open(&settings, data_dir, record).await?;
+                    Ok((cluster, None))
+                }
+                None => Self::bootstrap(&settings, data_dir)
+                    .await
+                    .map(|(c, o)| (c, Some(o))),
+            },
+        }
+    }
+
+    async fn open(
+        settings: &ClusterSettings,
+        data_dir: DataDir,
+        record: identity::NodeRecord,
+    ) -> Result<Arc<Cluster>, ClusterError> {
+        let tls = data_dir.load_tls()?;
+        let fabric = Fabric::bind(settings.fabric_bind, record.node_id, tls)?;
+        let (log_store, state_machine) = gantry_raft_store::open(&data_dir.raft_dir()).await?;
+        let applied = state_machine.subscribe();
+        let network = rpc::Network {
+            fabric: fabric.clone(),
+        };
+        let config = raft_config(&record.cluster_id, &settings.raft)?;
+        let raft = Raft::new(record.node_id, config, network, log_store, state_machine)
+            .await
+            .map_err(|e| ClusterError::Raft(e.to_string()))?;
+        let cluster = Arc::new(Cluster {
+            node_id: record.node_id,
+            cluster_id: record.cluster_id,
+            name: settings.name.clone(),
+            zone: settings.zone.clone(),
+            raft,
+            fabric: fabric.clone(),
+            applied,
+            data_dir,
+            fabric_advertise: settings.fabric_advertise.clone(),
+            admin_advertise: settings.admin_advertise.clone(),
+            last_seen: Mutex::new(HashMap::new()),
+            peer_revisions: Mutex::new(HashMap::new()),
+            started: Instant::now(),
+        });
+        fabric.serve(Arc::new(handler::Handler {
+            cluster: Arc::downgrade(&cluster),
+        }));
+        cluster.spawn_background(settings.voter_grace);
+        Ok(cluster)
+    }
+
+    async fn bootstrap(
+        settings: &ClusterSettings,
+        data_dir: DataDir,
+    ) -> Result<(Arc<Cluster>, BootstrapOutput), ClusterError> {
+        let cluster_id = identity::random_hex(8);
+        let (ca_pem, ca_key_pem) = pki::new_ca(&cluster_id)?;
+        let (key_pem, public_key) = pki::new_node_key()?;
+        let cert_pem = pki::sign_node_cert(&cluster_id, &ca_key_pem, 1, &public_key)?;
+        let admin_token = identity::random_hex(32);
+        let record = identity::NodeRecord {
+            node_id: 1,
+            cluster_id: cluster_id.clone(),
+            name: settings.name.clone(),
+            zone: settings.zone.clone(),
+        };
+        data_dir.store_admin_token(&admin_token)?;
+        data_dir.store(&record, &cert_pem, &key_pem, &ca_pem)?;
+        let cluster = Self::open(settings, data_dir, record).await?;
+        let mut members = BTreeMap::new();
+        members.insert(1, BasicNode::new(settings.fabric_advertise.clone()));
+        cluster
+            .raft
+            .initialize(members)
+            .await
+            .map_err(|e| ClusterError::Raft(e.to_string()))?;
+
+        let mut gossip_key = [0u8; 32];
+        gossip_key.iter_mut().for_each(|b| *b = rand::random());
+        let identity = ClusterIdentity {
+            cluster_id: cluster_id.clone(),
+            ca_cert_pem: ca_pem.clone(),
+            ca_key_pem,
+            gossip_key,
+            admin_token_sha256: identity::sha256(admin_token.as_bytes()),
+        };
+        cluster.write(Command::Bootstrap { identity }).await?;
+        cluster
+            .write(Command::UpsertNode {
+                node: cluster.self_info(),
+            })
+            .await?;
+        let join_token = cluster.create_join_token(DEFAULT_TOKEN_TTL).await?;
+        Ok((
+            cluster,
+            BootstrapOutput {
+                admin_token,
+                join_token,
+            },
+        ))
+    }
+
+    async fn join(
+        settings: &ClusterSettings,
+        data_dir: &DataDir,
+        bootstrap: &str,
+        token: &JoinTokenText,
+    ) -> Result<identity::NodeRecord, ClusterError> {
+        let addr = rpc::resolve(bootstrap).await?;
+        let (key_pem, public_key) = pki::new_node_key()?;
+        let request = JoinRequest {
+            token_id: token.id.clone(),
+            secret: token.secret.clone(),
+            name: settings.name.clone(),
+            zone: settings.zone.clone(),
+            fabric: settings.fabric_advertise.clone(),
+            admin: settings.admin_advertise.clone(),
+            public_key,
+        };
+        let reply: JoinReply =
+            fabric::join_call(addr, token.ca_pin, &request, Duration::from_secs(15))
+                .await
+                .map_err(|e| match e {
+                    FabricError::Refused { reason, .. } => ClusterError::JoinRefused {
+                        addr: bootstrap.to_string(),
+                        reason,
+                    },
+                    other => ClusterError::Fabric(other),
+                })?;
+        match reply {
+            JoinReply::Accepted {
+                node_id,
+                cluster_id,
+                cert_pem,
+                ca_pem,
+                members,
+            } => {
+                tracing::info!(node_id, %cluster_id, members = members.len(), "joined the cluster");
+                let record = identity::NodeRecord {
+                    node_id,
+                    cluster_id,
+                    name: settings.name.clone(),
+                    zone: settings.zone.clone(),
+                };
+                data_dir.store(&record, &cert_pem, &key_pem, &ca_pem)?;
+                Ok(record)
+            }
+            JoinReply::Refused { reason } => Err(ClusterError::JoinRefused {
+                addr: bootstrap.to_string(),
+                reason,
+            }),
+        }
+    }
+
+    pub fn self_info(&self) -> NodeInfo {
+        NodeInfo {
+            id: self.node_id,
+            name: self.name.clone(),
+            zone: self.zone.clone(),
+            fabric: self.fabric_advertise.clone(),
+            admin: self.admin_advertise.clone(),
+        }
+    }
+
+    /// The replicated state as applied here (may trail the leader).
+    pub fn state(&self) -> Arc<ClusterState> {
+        self.applied.borrow().state.clone()
+    }
+
+    pub fn subscribe(&self) -> watch::Receiver<AppliedState> {
+        self.applied.clone()
+    }
+
+    pub fn metrics(&self) -> RaftMetrics {
+        self.raft.metrics().borrow().clone()
+    }
+
+    pub fn uptime(&self) -> Duration {
+        self.started.elapsed()
+    }
+
+    pub fn role(&self) -> &'static str {
+        let metrics = self.metrics();
+        match metrics.state {
+            ServerState::Leader => "leader",
+            ServerState::Candidate => "candidate",
+            ServerState::Follower => {
+                if metrics
+                    .membership_config
+                    .membership()
+                    .voter_ids()
+                    .any(|id| id == self.node_id)
+                {
+                    "follower"
+                } else {
+                    "learner"
+                }
+            }
+            ServerState::Learner => "learner",
+            ServerState::Shutdown => "shutdown",
+        }
+    }
+
+    /// Commits a command, on the leader directly or forwarded to it.
+    pub async fn write(&self, command: Command) -> Result<Response, ClusterError> {
+        for _ in 0..WRITE_ATTEMPTS {
+            match self.raft.client_write(command.clone()).await {
+                Ok(written) => return Ok(written.data),
+                Err(RaftError::APIError(ClientWriteError::ForwardToLeader(forward))) => {
+                    let (Some(leader), Some(node)) = (forward.leader_id, forward.leader_node)
+                    else {
+                        tokio::time::sleep(WRITE_RETRY_PAUSE).await;
+                        continue;
+                    };
+                    match rpc::call(
+                        &self.fabric,
+                        leader,
+                        &node.addr,
+                        &RaftRpc::Write(command.clone()),
+                        FORWARD_TIMEOUT,
+                    )
+                    .await
+                    {
+                        Ok(RaftRpcReply::Write(Ok(response))) => return Ok(response),
+                        Ok(RaftRpcReply::Write(Err(ForwardError::Failed(message)))) => {
+                            return Err(ClusterError::Raft(message))
+                        }
+                        Ok(_) | Err(_) => tokio::time::sleep(WRITE_RETRY_PAUSE).await,
+                    }
+                }
+                Err(RaftError::APIError(other)) => {
+                    return Err(ClusterError::Raft(other.to_string()))
+                }
+                Err(RaftError::Fatal(fatal)) => return Err(ClusterError::Raft(fatal.to_string())),
+            }
+        }
+        Err(ClusterError::NoLeader)
+    }
+
+    /// Like `write`, turning a refusal of the state machine into an error.
+    pub async fn commit(&self, command: Command) -> Result<Response, ClusterError> {
+        match self.write(command).await? {
+            Response::Refused(refusal) => Err(ClusterError::Refused(refusal)),
+            other => Ok(other),
+        }
+    }
+
+    /// A revision read with linearizable consistency (read index on the leader).
+    pub async fn read_revision_linearizable(
+        &self,
+        revision: Option<u64>,
+    ) -> Result<Option<Revision>, ClusterError> {
+        for _ in 0..WRITE_ATTEMPTS {
+            match self.raft.ensure_linearizable().await {
+                Ok(_) => return Ok(self.revision_here(revision)),
+                Err(RaftError::APIError(openraft::error::CheckIsLeaderError::ForwardToLeader(
+                    forward,
+                ))) => {
+                    let (Some(leader), Some(node)) = (forward.leader_id, forward.leader_node)
+                    else {
+                        tokio::time::sleep(WRITE_RETRY_PAUSE).await;
+                        continue;
+                    };
+                    match rpc::call(
+                        &self.fabric,
+                        leader,
+                        &node.addr,
+                        &RaftRpc::ReadRevision { revision },
+                        FORWARD_TIMEOUT,
+                    )
+                    .await
+                    {
+                        Ok(RaftRpcReply::Revision(Ok(found))) => return Ok(found),
+                        _ => tokio::time::sleep(WRITE_RETRY_PAUSE).await,
+                    }
+                }
+                Err(other) => return Err(ClusterError::Raft(other.to_string())),
+            }
+        }
+        Err(ClusterError::NoLeader)
+    }
+
+    fn revision_here(&self, revision: Option<u64>) -> Option<Revision> {
+        let state = self.state();
+        match revision {
+            Some(r) => state.revision_at(r).cloned(),
+            None => state.current().cloned(),
+        }
+    }
+
+    /// Creates a join token valid for `ttl`; returns its text.
+    pub async fn create_join_token(&self, ttl: Duration) -> Result<String, ClusterError> {
+        let ca_pem = self
+            .state()
+            .identity
+            .as_ref()
+            .map(|i| i.ca_cert_pem.clone())
+            .ok_or_else(|| ClusterError::Invalid("the cluster has no identity yet".into()))?;
+        let pin = pki::sha256(&pki::cert_der_from_pem(&ca_pem)?);
+        let token = JoinTokenText::new(pin);
+        let stored = JoinToken {
+            secret_sha256: token.secret_sha256(),
+            expires_at_unix_ms: now_unix_ms() + ttl.as_millis() as u64,
+            revoked: false,
+        };
+        self.commit(Command::CreateJoinToken {
+            id: token.id.clone(),
+            token: stored,
+        })
+        .await?;
+        Ok(token.to_string())
+    }
+
+    /// Asks the leader to run a membership RPC (`AddLearner`, `RemoveMember`).
+    async fn on_leader(&self, rpc: RaftRpc) -> Result<(), ClusterError> {
+        for _ in 0..WRITE_ATTEMPTS {
+            let metrics = self.metrics();
+            match metrics.current_leader {
+                Some(leader) if leader == self.node_id => {
+                    return handler::run_membership(self, rpc)
+                        .await
+                        .map_err(|e| ClusterError::Raft(e.to_string()))
+                }
+                Some(leader) => {
+                    let Some(node) = metrics
+                        .membership_config
+                        .membership()
+                        .get_node(&leader)
+                        .cloned()
+                    else {
+                        tokio::time::sleep(WRITE_RETRY_PAUSE).await;
+                        continue;
+                    };
+                    match rpc::call(&self.fabric, leader, &node.addr, &rpc, FORWARD_TIMEOUT).await {
+                        Ok(RaftRpcReply::Done(Ok(()))) => return Ok(()),
+                        Ok(RaftRpcReply::Done(Err(ForwardError::Failed(message)))) => {
+                            return Err(ClusterError::Raft(message))
+                        }
+                        _ => tokio::time::sleep(WRITE_RETRY_PAUSE).await,
+                    }
+                }
+                None => tokio::time::sleep(WRITE_RETRY_PAUSE).await,
+            }
+        }
+        Err(ClusterError::NoLeader)
+    }
+
+    /// Removes a member: out of Raft, out of the cluster, its certificate refused from now on.
+    pub async fn remove_member(&self, id: NodeId) -> Result<(), ClusterError> {
+        self.on_leader(RaftRpc::RemoveMember { id }).await
+    }
+
+    /// Whether each member answered the leader's pings lately, and what it applied.
+    pub fn liveness(&self) -> (HashMap<NodeId, Duration>, HashMap<NodeId, u64>) {
+        let seen = lock(&self.last_seen)
+            .iter()
+            .map(|(id, at)| (*id, at.elapsed()))
+            .collect();
+        let revisions = lock(&self.peer_revisions).clone();
+        (seen, revisions)
+    }
+
+    fn spawn_background(self: &Arc<Self>, voter_grace: Duration) {
+        // Removed members' certificates are refused as soon as the removal is applied here.
+        let weak = Arc::downgrade(self);
+        let mut applied = self.applied.clone();
+        tokio::spawn(async move {
+            loop {
+                let removed: BTreeSet<NodeId> = applied.borrow_and_update().state.removed.clone();
+                match weak.upgrade() {
+                    Some(cluster) => cluster.fabric.set_refused(removed),
+                    None => return,
+                }
+                if applied.changed().await.is_err() {
+                    return;
+                }
+            }
+        });
+        voters::spawn(Arc::downgrade(self), voter_grace);
+    }
+
+    /// Stops Raft and the fabric.
+    pub async fn shutdown(&self) {
+        let _ = self.raft.shutdown().await;
+        self.fabric.close();
+    }
+}
+
+fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    match mutex.lock() {
+        Ok(guard) => guard,
+        Err(poisoned) => poisoned.into_inner(),
+    }
+}
+
+/// Adds a node to Raft as a learner (leader only); used by joins.
+pub(crate) async fn add_learner(
+    cluster: &Cluster,
+    id: NodeId,
+    fabric: String,
+) -> Result<(), ClusterError> {
+    cluster.on_leader(RaftRpc::AddLearner { id, fabric }).await
+}
