@@ -1,18 +1,22 @@
-//! The admin API (loopback by default): liveness and readiness probes, Prometheus metrics, the
-//! node's status and the config it serves. Errors use `{ "error": { code, message, details } }`.
+//! The admin API (loopback by default): probes, Prometheus metrics, the node's status, the
+//! cluster's members and config (read, write, history, rollback), join tokens, leave and
+//! remove. Every call that changes state or returns a secret needs the cluster's admin token as
+//! `Authorization: Bearer …`. Errors are `{ "error": { code, message, details } }`.
+
+mod api;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Instant;
 
-use bytes::Bytes;
-use http::{header, Method, Request, Response, StatusCode};
-use http_body_util::Full;
-use hyper::body::Incoming;
+use tokio::net::TcpListener;
+use tokio::sync::Notify;
+
 use hyper::service::service_fn;
 use hyper_util::rt::{TokioIo, TokioTimer};
-use tokio::net::TcpListener;
 
+use crate::cluster::config::ConfigWriter;
+use crate::cluster::Cluster;
 use crate::dataplane::Dataplane;
 use crate::proxy::ConnectionTracker;
 
@@ -23,6 +27,17 @@ pub struct AdminState {
     pub tracker: Arc<ConnectionTracker>,
     pub started: Instant,
     pub config_file: Option<String>,
+    pub writer: ConfigWriter,
+    pub cluster: Arc<Cluster>,
+    /// Signalled (with a stored permit) when `POST /v1/leave` took this node out.
+    pub left: Notify,
+}
+
+impl AdminState {
+    /// Resolves once `POST /v1/leave` has taken this node out of the cluster.
+    pub async fn left(&self) {
+        self.left.notified().await
+    }
 }
 
 /// Serves the admin API on `listener` until the process ends.
@@ -40,7 +55,7 @@ pub async fn serve(listener: TcpListener, state: Arc<AdminState>) {
         tokio::spawn(async move {
             let service = service_fn(move |request| {
                 let state = state.clone();
-                async move { Ok::<_, std::convert::Infallible>(route(request, &state)) }
+                async move { Ok::<_, std::convert::Infallible>(api::route(request, &state).await) }
             });
             let _ = hyper::server::conn::http1::Builder::new()
                 .timer(TokioTimer::new())
@@ -49,108 +64,6 @@ pub async fn serve(listener: TcpListener, state: Arc<AdminState>) {
                 .await;
         });
     }
-}
-
-fn route(request: Request<Incoming>, state: &AdminState) -> Response<Full<Bytes>> {
-    let path = request.uri().path();
-    match (request.method(), path) {
-        (&Method::GET, "/healthz") => text(StatusCode::OK, "ok\n"),
-        (&Method::GET, "/readyz") => {
-            let snapshot = state.dataplane.snapshot();
-            if state.tracker.is_draining() {
-                text(StatusCode::SERVICE_UNAVAILABLE, "draining\n")
-            } else if snapshot.revision == 0 && state.config_file.is_some() {
-                text(StatusCode::SERVICE_UNAVAILABLE, "no config loaded yet\n")
-            } else {
-                text(StatusCode::OK, "ready\n")
-            }
-        }
-        (&Method::GET, "/metrics") => {
-            let mut response = text(StatusCode::OK, state.dataplane.metrics.encode());
-            response.headers_mut().insert(
-                header::CONTENT_TYPE,
-                header::HeaderValue::from_static(
-                    "application/openmetrics-text; version=1.0.0; charset=utf-8",
-                ),
-            );
-            response
-        }
-        (&Method::GET, "/v1/status") => json(StatusCode::OK, &status(state)),
-        (&Method::GET, "/v1/config") => {
-            let snapshot = state.dataplane.snapshot();
-            json(
-                StatusCode::OK,
-                &serde_json::json!({ "revision": snapshot.revision, "config": &*snapshot.document }),
-            )
-        }
-        (_, "/healthz" | "/readyz" | "/metrics" | "/v1/status" | "/v1/config") => error(
-            StatusCode::METHOD_NOT_ALLOWED,
-            "method_not_allowed",
-            &format!("{} does not accept {}", path, request.method()),
-        ),
-        _ => error(
-            StatusCode::NOT_FOUND,
-            "not_found",
-            &format!("no admin endpoint at {path}"),
-        ),
-    }
-}
-
-fn status(state: &AdminState) -> serde_json::Value {
-    let snapshot = state.dataplane.snapshot();
-    let settings = &state.dataplane.settings;
-    serde_json::json!({
-        "node": { "name": settings.name, "zone": settings.zone, "version": env!("CARGO_PKG_VERSION") },
-        "uptime_seconds": state.started.elapsed().as_secs(),
-        "config": {
-            "revision": snapshot.revision,
-            "file": state.config_file,
-            "last_reload": state.dataplane.last_reload(),
-        },
-        "draining": state.tracker.is_draining(),
-        "open_connections": state.tracker.active(),
-        "listeners": snapshot.listeners.values().map(|l| serde_json::json!({
-            "name": &*l.name, "protocol": l.protocol, "address": l.address.to_string(),
-        })).collect::<Vec<_>>(),
-        "services": snapshot.services.values().map(|s| serde_json::json!({
-            "name": s.name,
-            "endpoints": s.endpoints.iter().map(|e| serde_json::json!({
-                "address": e.address,
-                "zone": e.zone,
-                "subset": e.subset,
-                "healthy": e.health.is_active_healthy(),
-                "ejected": e.health.is_ejected(),
-                "in_flight": e.health.in_flight(),
-            })).collect::<Vec<_>>(),
-        })).collect::<Vec<_>>(),
-    })
-}
-
-fn text(status: StatusCode, body: impl Into<Bytes>) -> Response<Full<Bytes>> {
-    let mut response = Response::new(Full::new(body.into()));
-    *response.status_mut() = status;
-    response.headers_mut().insert(
-        header::CONTENT_TYPE,
-        header::HeaderValue::from_static("text/plain; charset=utf-8"),
-    );
-    response
-}
-
-fn json(status: StatusCode, value: &serde_json::Value) -> Response<Full<Bytes>> {
-    let mut response = Response::new(Full::new(Bytes::from(value.to_string())));
-    *response.status_mut() = status;
-    response.headers_mut().insert(
-        header::CONTENT_TYPE,
-        header::HeaderValue::from_static("application/json"),
-    );
-    response
-}
-
-fn error(status: StatusCode, code: &str, message: &str) -> Response<Full<Bytes>> {
-    json(
-        status,
-        &serde_json::json!({ "error": { "code": code, "message": message, "details": [] } }),
-    )
 }
 
 /// Binds the admin socket; the error names the flag to change.

@@ -12,11 +12,7 @@ use gantry_proto::config::parse_duration;
 use crate::telemetry::LogFormat;
 
 #[derive(Debug, Parser)]
-#[command(
-    name = "gantry",
-    version,
-    about = "Load balancer, API gateway and mesh proxy in one binary"
-)]
+#[command(name = "gantry", version, about = "Load balancer, API gateway and mesh proxy in one binary")]
 pub struct Cli {
     #[command(subcommand)]
     pub command: Command,
@@ -38,9 +34,10 @@ pub struct RunArgs {
     /// Node name (default: the host name).
     #[arg(long, env = "GANTRY_NAME")]
     pub name: Option<String>,
-    /// Zone this node runs in; services with `locality: prefer_same_zone` prefer endpoints here.
-    #[arg(long, env = "GANTRY_ZONE")]
-    pub zone: Option<String>,
+    /// Zone this node runs in: voters spread over zones, and services with
+    /// `locality: prefer_same_zone` prefer endpoints here.
+    #[arg(long, env = "GANTRY_ZONE", default_value = "default")]
+    pub zone: String,
     /// Directory for the node's state.
     #[arg(long, env = "GANTRY_DATA_DIR", default_value = "gantry-data")]
     pub data_dir: PathBuf,
@@ -61,6 +58,25 @@ pub struct RunArgs {
     /// Print the effective settings and config as JSON, then exit (the config is validated).
     #[arg(long)]
     pub print_config: bool,
+    /// QUIC fabric (UDP): Raft, joins and everything else between nodes.
+    #[arg(long, env = "GANTRY_FABRIC_ADDR", default_value = "0.0.0.0:7000")]
+    pub fabric: SocketAddr,
+    /// Host or IP other nodes use to reach this one (default: the --fabric IP when it is not
+    /// 0.0.0.0).
+    #[arg(long, env = "GANTRY_ADVERTISE")]
+    pub advertise: Option<String>,
+    /// Fabric address (HOST:PORT) of any member of the cluster to join.
+    #[arg(long, env = "GANTRY_JOIN", requires = "token")]
+    pub join: Option<String>,
+    /// Join token (from the first node's output or `gantry ctl token create`).
+    #[arg(long, env = "GANTRY_JOIN_TOKEN")]
+    pub token: Option<String>,
+    /// A voter unreachable for this long is replaced by a live node.
+    #[arg(long, value_parser = parse_duration, default_value = "10s")]
+    pub voter_grace: std::time::Duration,
+    /// Raft builds a snapshot and compacts its log every this many entries.
+    #[arg(long, default_value_t = 1000, hide = true)]
+    pub raft_snapshot_logs: u64,
 }
 
 /// Runs the command line; returns the process exit code.

@@ -1,6 +1,7 @@
-//! `gantry run`: start the node, load the config file, serve, reload on SIGHUP, drain on
-//! SIGTERM or Ctrl-C.
+//! `gantry run`: start the node, become a cluster member (bootstrap, join or restart), serve
+//! every committed config revision, apply `-c FILE` at start and on SIGHUP, drain on SIGTERM.
 
+use std::net::SocketAddr;
 use std::path::Path;
 use std::sync::Arc;
 use std::time::Instant;
@@ -12,6 +13,8 @@ use tokio::signal::unix::{signal, SignalKind};
 
 use super::RunArgs;
 use crate::admin::{self, AdminState};
+use crate::cluster::config::{ApplyError, ConfigWriter};
+use crate::cluster::{Cluster, ClusterSettings, JoinTokenText, RaftTuning};
 use crate::dataplane::{Dataplane, NodeSettings, Snapshot};
 use crate::health::HealthSupervisor;
 use crate::proxy::{ConnectionTracker, ListenerSet};
@@ -19,15 +22,12 @@ use crate::telemetry::{init_logging, Metrics};
 
 /// Exit code for a config that cannot be served.
 const EXIT_BAD_CONFIG: i32 = 2;
-/// Exit code for any other start-up failure.
+/// Exit code for any other start-up failure (including a refused join).
 const EXIT_START_FAILED: i32 = 1;
 
 pub fn run(args: RunArgs) -> i32 {
     init_logging(args.log_format);
-    let runtime = match tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-    {
+    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
         Ok(runtime) => runtime,
         Err(error) => {
             eprintln!("error: cannot start the async runtime: {error}");
@@ -60,7 +60,7 @@ impl From<anyhow::Error> for StartError {
     }
 }
 
-/// The parts of a running node that a reload touches.
+/// The parts of a running node that installing a revision touches.
 struct Node {
     dataplane: Arc<Dataplane>,
     listeners: ListenerSet,
@@ -68,33 +68,20 @@ struct Node {
 }
 
 impl Node {
-    /// Compiles, binds and installs `document`; on any problem nothing changes.
-    fn apply(&mut self, document: Document) -> Result<Arc<Snapshot>, Vec<Problem>> {
-        let snapshot = self.dataplane.prepare(document).map_err(|e| e.problems)?;
+    /// Compiles, binds and installs `document` as `revision`; on any problem nothing changes.
+    fn install(&mut self, document: Document, revision: u64) -> Result<Arc<Snapshot>, Vec<Problem>> {
+        let snapshot = self.dataplane.prepare_revision(document, revision).map_err(|e| e.problems)?;
         let sockets = self.listeners.bind_new(&snapshot)?;
         let snapshot = self.dataplane.install(snapshot);
         self.listeners.apply(&snapshot, sockets);
         self.health.follow(&snapshot, &self.dataplane.metrics);
         Ok(snapshot)
     }
-
-    /// Reads the file and applies it; a refused file is logged and recorded for /v1/status.
-    fn reload(&mut self, path: &Path) -> Result<Arc<Snapshot>, ConfigError> {
-        let result = read_config(path)
-            .and_then(|doc| self.apply(doc).map_err(|problems| ConfigError { problems }));
-        if let Err(error) = &result {
-            self.dataplane.record_failure(error.problems.clone());
-        }
-        result
-    }
 }
 
 fn read_config(path: &Path) -> Result<Document, ConfigError> {
     let text = std::fs::read_to_string(path).map_err(|e| ConfigError {
-        problems: vec![Problem::new(
-            "",
-            format!("cannot read {}: {e}", path.display()),
-        )],
+        problems: vec![Problem::new("", format!("cannot read {}: {e}", path.display()))],
     })?;
     parse_document(&text)
 }
@@ -107,87 +94,137 @@ fn host_name() -> String {
         .unwrap_or_else(|| "gantry".to_string())
 }
 
-async fn serve(args: RunArgs) -> Result<(), StartError> {
-    let settings = NodeSettings {
-        name: args.name.clone().unwrap_or_else(host_name),
-        zone: args.zone.clone(),
-        default_http: args.http,
-        default_https: args.https,
-    };
-    if args.print_config {
-        let document = match &args.config {
-            Some(path) => read_config(path)
-                .map_err(|e| StartError::Config(format!("{}: {e}", path.display())))?,
-            None => Document::default(),
-        };
-        let effective = serde_json::json!({
-            "node": { "name": settings.name, "zone": settings.zone, "data_dir": args.data_dir,
-                      "http": args.http.to_string(), "https": args.https.to_string(), "admin": args.admin.to_string(),
-                      "drain_timeout_ms": args.drain_timeout.as_millis() as u64 },
-            "config": document,
-        });
-        println!(
-            "{}",
-            serde_json::to_string_pretty(&effective).unwrap_or_default()
-        );
-        return Ok(());
+/// `HOST:PORT` others use for a local address: the advertised host, or the bound IP.
+fn advertised(advertise: &Option<String>, bound: SocketAddr) -> Result<String, StartError> {
+    match advertise {
+        Some(host) => Ok(format!("{host}:{}", bound.port())),
+        None if !bound.ip().is_unspecified() => Ok(bound.to_string()),
+        None => Err(StartError::Other(anyhow::anyhow!(
+            "{bound} is a wildcard address: set --advertise to the host or IP other nodes reach this one on"
+        ))),
     }
+}
+
+async fn serve(args: RunArgs) -> Result<(), StartError> {
     // Watch signals before anything can report ready, so an early SIGTERM drains instead of
     // killing the process.
     let mut hangup = signal(SignalKind::hangup()).context("cannot watch SIGHUP")?;
     let mut terminate = signal(SignalKind::terminate()).context("cannot watch SIGTERM")?;
     let mut interrupt = signal(SignalKind::interrupt()).context("cannot watch SIGINT")?;
-    std::fs::create_dir_all(&args.data_dir).with_context(|| {
-        format!(
-            "cannot create data dir {} (set --data-dir)",
-            args.data_dir.display()
-        )
-    })?;
+    let name = args.name.clone().unwrap_or_else(host_name);
+    let settings = NodeSettings {
+        name: name.clone(),
+        zone: Some(args.zone.clone()),
+        default_http: args.http,
+        default_https: args.https,
+    };
+    // A bad file is reported before anything is created on disk.
+    let file_document = match &args.config {
+        Some(path) => Some(read_config(path).map_err(|e| StartError::Config(format!("{}: {e}", path.display())))?),
+        None => None,
+    };
+    if args.print_config {
+        let effective = serde_json::json!({
+            "node": { "name": name, "zone": args.zone, "data_dir": args.data_dir,
+                      "http": args.http.to_string(), "https": args.https.to_string(), "admin": args.admin.to_string(),
+                      "fabric": args.fabric.to_string(), "advertise": args.advertise, "join": args.join,
+                      "drain_timeout_ms": args.drain_timeout.as_millis() as u64 },
+            "config": file_document.clone().unwrap_or_default(),
+        });
+        println!("{}", serde_json::to_string_pretty(&effective).unwrap_or_default());
+        return Ok(());
+    }
+    let join = match (&args.join, &args.token) {
+        (Some(address), Some(token)) => Some((
+            address.clone(),
+            JoinTokenText::parse(token).map_err(|e| StartError::Other(anyhow::anyhow!("--token: {e}")))?,
+        )),
+        _ => None,
+    };
+    let cluster_settings = ClusterSettings {
+        name: name.clone(),
+        zone: args.zone.clone(),
+        data_dir: args.data_dir.clone(),
+        fabric_bind: args.fabric,
+        fabric_advertise: advertised(&args.advertise, args.fabric)?,
+        admin_advertise: advertised(&args.advertise, args.admin)
+            .or_else(|_| Ok::<_, StartError>(args.admin.to_string()))?,
+        join,
+        raft: RaftTuning { snapshot_logs: args.raft_snapshot_logs, ..RaftTuning::default() },
+        voter_grace: args.voter_grace,
+    };
+    let (cluster, bootstrap) = Cluster::start(cluster_settings).await.context("cannot start the cluster member")?;
+    if let Some(output) = &bootstrap {
+        let token_path = cluster.data_dir.admin_token();
+        println!("gantry: new cluster {} created; this is node 1", cluster.cluster_id);
+        println!("gantry: admin token written to {}", token_path.display());
+        println!(
+            "gantry: join other nodes with: gantry run --join {} --token {}",
+            cluster.self_info().fabric,
+            output.join_token
+        );
+        tracing::info!(cluster = %cluster.cluster_id, admin_token_file = %token_path.display(), "cluster bootstrapped");
+    }
+    tracing::info!(node_id = cluster.node_id, cluster = %cluster.cluster_id, zone = %cluster.zone, "cluster member started");
 
     let metrics = Metrics::new();
     let dataplane = Arc::new(Dataplane::new(settings, metrics));
     let tracker = Arc::new(ConnectionTracker::default());
-    let mut node = Node {
+    let writer = ConfigWriter { cluster: cluster.clone(), dataplane: dataplane.clone() };
+    let node = Node {
         dataplane: dataplane.clone(),
         listeners: ListenerSet::new(dataplane.clone(), tracker.clone()),
         health: HealthSupervisor::default(),
     };
-    if let Some(path) = &args.config {
-        let snapshot = node
-            .reload(path)
+    let mut follower = tokio::spawn(follow_revisions(cluster.clone(), node));
+
+    if let (Some(path), Some(document)) = (&args.config, file_document) {
+        apply_file(&writer, path, document)
+            .await
             .map_err(|e| StartError::Config(format!("{}: {e}", path.display())))?;
-        tracing::info!(file = %path.display(), revision = snapshot.revision, "config loaded");
-    } else {
-        tracing::warn!("no config file given (-c FILE): serving nothing but the admin API");
     }
 
-    let admin_listener = admin::bind(args.admin).await.with_context(|| {
-        format!(
-            "cannot listen on admin address {} (set --admin)",
-            args.admin
-        )
-    })?;
+    let admin_listener = admin::bind(args.admin)
+        .await
+        .with_context(|| format!("cannot listen on admin address {} (set --admin)", args.admin))?;
     tracing::info!(address = %args.admin, "admin API listening");
     let admin_state = Arc::new(AdminState {
         dataplane: dataplane.clone(),
         tracker: tracker.clone(),
         started: Instant::now(),
         config_file: args.config.as_ref().map(|p| p.display().to_string()),
+        writer: writer.clone(),
+        cluster: cluster.clone(),
+        left: tokio::sync::Notify::new(),
     });
-    tokio::spawn(admin::serve(admin_listener, admin_state));
+    tokio::spawn(admin::serve(admin_listener, admin_state.clone()));
 
     tracing::info!(node = %dataplane.settings.name, "gantry is running");
     loop {
         tokio::select! {
             _ = hangup.recv() => match &args.config {
-                Some(path) => match node.reload(path) {
-                    Ok(snapshot) => tracing::info!(file = %path.display(), revision = snapshot.revision, "config reloaded"),
-                    Err(error) => tracing::error!(file = %path.display(), "config reload refused; still serving the previous revision: {error}"),
+                Some(path) => match read_config(path) {
+                    Ok(document) => match apply_file(&writer, path, document).await {
+                        Ok(revision) => tracing::info!(file = %path.display(), revision, "config file committed"),
+                        Err(error) => tracing::error!(file = %path.display(), "config reload refused; still serving the previous revision: {error}"),
+                    },
+                    Err(error) => {
+                        dataplane.record_failure(error.problems.clone());
+                        tracing::error!(file = %path.display(), "config reload refused; still serving the previous revision: {error}");
+                    }
                 },
                 None => tracing::warn!("SIGHUP ignored: no config file (-c FILE)"),
             },
             _ = terminate.recv() => break,
             _ = interrupt.recv() => break,
+            _ = admin_state.left() => {
+                tracing::info!("this node left the cluster");
+                break;
+            }
+            result = &mut follower => {
+                tracing::error!(?result, "the revision follower stopped");
+                break;
+            }
         }
     }
     tracing::info!(open_connections = tracker.active(), deadline = ?args.drain_timeout, "draining: no new connections; finishing in-flight requests");
@@ -195,10 +232,61 @@ async fn serve(args: RunArgs) -> Result<(), StartError> {
     if tracker.wait_idle(args.drain_timeout).await {
         tracing::info!("drained; exiting");
     } else {
-        tracing::warn!(
-            open_connections = tracker.active(),
-            "drain deadline passed; closing the remaining connections"
-        );
+        tracing::warn!(open_connections = tracker.active(), "drain deadline passed; closing the remaining connections");
     }
+    follower.abort();
+    cluster.shutdown().await;
     Ok(())
+}
+
+/// Commits the file's document unless the cluster already serves exactly that document.
+async fn apply_file(writer: &ConfigWriter, path: &Path, document: Document) -> Result<u64, ConfigError> {
+    let current = writer.cluster.state();
+    if let Some(revision) = current.current() {
+        if parse_document(&revision.config_json).is_ok_and(|served| served == document) {
+            tracing::info!(file = %path.display(), revision = revision.revision, "config file unchanged; nothing to commit");
+            return Ok(revision.revision);
+        }
+    }
+    let result = writer.apply(document, None).await;
+    result.map_err(|error| {
+        let problems = match error {
+            ApplyError::Invalid(problems) => problems,
+            other => vec![Problem::new("", other.to_string())],
+        };
+        writer.dataplane.record_failure(problems.clone());
+        ConfigError { problems }
+    })
+}
+
+/// Installs every config revision the cluster commits, in order, as it is applied here.
+async fn follow_revisions(cluster: Arc<Cluster>, mut node: Node) {
+    let mut applied = cluster.subscribe();
+    let mut installed = 0u64;
+    loop {
+        let current = applied.borrow_and_update().state.current().cloned();
+        if let Some(revision) = current.filter(|r| r.revision != installed) {
+            match parse_document(&revision.config_json) {
+                Ok(document) => match node.install(document, revision.revision) {
+                    Ok(_) => tracing::info!(revision = revision.revision, "serving config revision"),
+                    Err(problems) => {
+                        tracing::error!(
+                            revision = revision.revision,
+                            ?problems,
+                            "cannot serve the committed revision here; still serving the previous one"
+                        );
+                        node.dataplane.record_failure(problems);
+                    }
+                },
+                Err(error) => {
+                    tracing::error!(revision = revision.revision, %error, "committed revision does not parse");
+                    node.dataplane.record_failure(error.problems);
+                }
+            }
+            installed = revision.revision;
+        }
+        if applied.changed().await.is_err() {
+            return;
+        }
+    }
 }

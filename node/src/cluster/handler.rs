@@ -28,11 +28,7 @@ impl FabricHandler for Handler {
                 ALPN_RAFT => match codec::decode_payload::<RaftRpc>(&request) {
                     Ok(rpc) => encode(&serve_raft(&cluster, rpc).await),
                     Err(error) => {
-                        cluster
-                            .fabric
-                            .stats
-                            .bad_frames
-                            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                        cluster.fabric.stats.bad_frames.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
                         tracing::warn!(peer = ?peer.node, addr = %peer.addr, %error, "undecodable raft request dropped");
                         encode(&RaftRpcReply::BadRequest(error.to_string()))
                     }
@@ -41,14 +37,8 @@ impl FabricHandler for Handler {
                     let reply = match codec::decode_payload::<JoinRequest>(&request) {
                         Ok(join) => serve_join(&cluster, join, peer).await,
                         Err(error) => {
-                            cluster
-                                .fabric
-                                .stats
-                                .bad_frames
-                                .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-                            JoinReply::Refused {
-                                reason: format!("malformed join request: {error}"),
-                            }
+                            cluster.fabric.stats.bad_frames.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                            JoinReply::Refused { reason: format!("malformed join request: {error}") }
                         }
                     };
                     encode(&reply)
@@ -71,47 +61,30 @@ fn encode<T: serde::Serialize>(value: &T) -> Vec<u8> {
 
 async fn serve_raft(cluster: &Cluster, rpc: RaftRpc) -> RaftRpcReply {
     match rpc {
-        RaftRpc::AppendEntries(request) => {
-            RaftRpcReply::AppendEntries(cluster.raft.append_entries(request).await)
-        }
+        RaftRpc::AppendEntries(request) => RaftRpcReply::AppendEntries(cluster.raft.append_entries(request).await),
         RaftRpc::Vote(request) => RaftRpcReply::Vote(cluster.raft.vote(request).await),
         RaftRpc::InstallSnapshot(request) => {
             RaftRpcReply::InstallSnapshot(cluster.raft.install_snapshot(request).await)
         }
-        RaftRpc::Write(command) => {
-            RaftRpcReply::Write(match cluster.raft.client_write(command).await {
-                Ok(written) => Ok(written.data),
-                Err(RaftError::APIError(ClientWriteError::ForwardToLeader(forward))) => {
-                    Err(ForwardError::NotLeader {
-                        leader: forward.leader_id,
-                    })
-                }
-                Err(other) => Err(ForwardError::Failed(other.to_string())),
-            })
-        }
-        RaftRpc::ReadRevision { revision } => {
-            RaftRpcReply::Revision(match cluster.raft.ensure_linearizable().await {
-                Ok(_) => Ok(cluster.revision_here(revision)),
-                Err(_) => Err(ForwardError::NotLeader {
-                    leader: cluster.metrics().current_leader,
-                }),
-            })
-        }
+        RaftRpc::Write(command) => RaftRpcReply::Write(match cluster.raft.client_write(command).await {
+            Ok(written) => Ok(written.data),
+            Err(RaftError::APIError(ClientWriteError::ForwardToLeader(forward))) => {
+                Err(ForwardError::NotLeader { leader: forward.leader_id })
+            }
+            Err(other) => Err(ForwardError::Failed(other.to_string())),
+        }),
+        RaftRpc::ReadRevision { revision } => RaftRpcReply::Revision(match cluster.raft.ensure_linearizable().await {
+            Ok(_) => Ok(cluster.revision_here(revision)),
+            Err(_) => Err(ForwardError::NotLeader { leader: cluster.metrics().current_leader }),
+        }),
         rpc @ (RaftRpc::AddLearner { .. } | RaftRpc::RemoveMember { .. }) => {
             if cluster.metrics().current_leader != Some(cluster.node_id) {
-                return RaftRpcReply::Done(Err(ForwardError::NotLeader {
-                    leader: cluster.metrics().current_leader,
-                }));
+                return RaftRpcReply::Done(Err(ForwardError::NotLeader { leader: cluster.metrics().current_leader }));
             }
-            RaftRpcReply::Done(
-                run_membership(cluster, rpc)
-                    .await
-                    .map_err(|e| ForwardError::Failed(e.to_string())),
-            )
+            RaftRpcReply::Done(run_membership(cluster, rpc).await.map_err(|e| ForwardError::Failed(e.to_string())))
         }
-        RaftRpc::Ping => RaftRpcReply::Pong {
-            applied_revision: cluster.state().revision(),
-        },
+        RaftRpc::Ping => RaftRpcReply::Pong { applied_revision: cluster.state().revision() },
+        RaftRpc::Liveness => RaftRpcReply::Liveness { members: cluster.local_liveness() },
     }
 }
 
@@ -143,19 +116,14 @@ pub(super) async fn run_membership(cluster: &Cluster, rpc: RaftRpc) -> Result<()
             if membership.get_node(&id).is_some() {
                 cluster
                     .raft
-                    .change_membership(
-                        ChangeMembers::RemoveNodes([id].into_iter().collect()),
-                        false,
-                    )
+                    .change_membership(ChangeMembers::RemoveNodes([id].into_iter().collect()), false)
                     .await
                     .map_err(|e| ClusterError::Raft(e.to_string()))?;
             }
             cluster.commit(Command::RemoveNode { id }).await?;
             Ok(())
         }
-        other => Err(ClusterError::Invalid(format!(
-            "not a membership change: {other:?}"
-        ))),
+        other => Err(ClusterError::Invalid(format!("not a membership change: {other:?}"))),
     }
 }
 
@@ -177,10 +145,7 @@ async fn admit(cluster: &Cluster, join: JoinRequest) -> Result<JoinReply, String
     let Some(token) = state.join_tokens.get(&join.token_id) else {
         return Err("unknown join token (create one with `gantry ctl token create`)".into());
     };
-    if !identity::constant_time_eq(
-        &identity::sha256(join.secret.as_bytes()),
-        &token.secret_sha256,
-    ) {
+    if !identity::constant_time_eq(&identity::sha256(join.secret.as_bytes()), &token.secret_sha256) {
         return Err("wrong join token secret".into());
     }
     if token.revoked {
@@ -188,9 +153,7 @@ async fn admit(cluster: &Cluster, join: JoinRequest) -> Result<JoinReply, String
     }
     let now = now_unix_ms();
     if token.expires_at_unix_ms <= now {
-        return Err(
-            "this join token has expired (create a new one with `gantry ctl token create`)".into(),
-        );
+        return Err("this join token has expired (create a new one with `gantry ctl token create`)".into());
     }
     let admitted = cluster
         .commit(Command::AdmitNode {
@@ -206,16 +169,10 @@ async fn admit(cluster: &Cluster, join: JoinRequest) -> Result<JoinReply, String
     let Response::Admitted { node } = admitted else {
         return Err(format!("unexpected answer to the admission: {admitted:?}"));
     };
-    let cert_pem = pki::sign_node_cert(
-        &identity_state.cluster_id,
-        &identity_state.ca_key_pem,
-        node.id,
-        &join.public_key,
-    )
-    .map_err(|e| e.to_string())?;
-    super::add_learner(cluster, node.id, join.fabric.clone())
-        .await
-        .map_err(|e| e.to_string())?;
+    let cert_pem =
+        pki::sign_node_cert(&identity_state.cluster_id, &identity_state.ca_key_pem, node.id, &join.public_key)
+            .map_err(|e| e.to_string())?;
+    super::add_learner(cluster, node.id, join.fabric.clone()).await.map_err(|e| e.to_string())?;
     tracing::info!(node_id = node.id, name = %node.name, zone = %node.zone, "node admitted as a learner");
     Ok(JoinReply::Accepted {
         node_id: node.id,

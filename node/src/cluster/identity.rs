@@ -15,11 +15,7 @@ use crate::fabric::{pki, MemberTls};
 #[derive(Debug, thiserror::Error)]
 pub enum IdentityError {
     #[error("cannot {action} {path}: {source}")]
-    Io {
-        action: &'static str,
-        path: PathBuf,
-        source: std::io::Error,
-    },
+    Io { action: &'static str, path: PathBuf, source: std::io::Error },
     #[error("{path} is corrupt: {reason}")]
     Corrupt { path: PathBuf, reason: String },
     #[error(transparent)]
@@ -43,9 +39,7 @@ pub struct DataDir {
 
 impl DataDir {
     pub fn new(root: &Path) -> Self {
-        Self {
-            root: root.to_path_buf(),
-        }
+        Self { root: root.to_path_buf() }
     }
     pub fn node_record(&self) -> PathBuf {
         self.root.join("node.json")
@@ -74,30 +68,13 @@ impl DataDir {
         let text = match std::fs::read_to_string(&path) {
             Ok(text) => text,
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
-            Err(source) => {
-                return Err(IdentityError::Io {
-                    action: "read",
-                    path,
-                    source,
-                })
-            }
+            Err(source) => return Err(IdentityError::Io { action: "read", path, source }),
         };
-        serde_json::from_str(&text)
-            .map(Some)
-            .map_err(|e| IdentityError::Corrupt {
-                path,
-                reason: e.to_string(),
-            })
+        serde_json::from_str(&text).map(Some).map_err(|e| IdentityError::Corrupt { path, reason: e.to_string() })
     }
 
     /// Writes the TLS files, then `node.json` (the commit point).
-    pub fn store(
-        &self,
-        record: &NodeRecord,
-        cert_pem: &str,
-        key_pem: &str,
-        ca_pem: &str,
-    ) -> Result<(), IdentityError> {
+    pub fn store(&self, record: &NodeRecord, cert_pem: &str, key_pem: &str, ca_pem: &str) -> Result<(), IdentityError> {
         let tls = self.tls_dir();
         std::fs::create_dir_all(&tls).map_err(|source| IdentityError::Io {
             action: "create",
@@ -107,37 +84,22 @@ impl DataDir {
         write_private(&self.node_key(), key_pem.as_bytes())?;
         write_file(&self.node_cert(), cert_pem.as_bytes(), false)?;
         write_file(&self.ca_cert(), ca_pem.as_bytes(), false)?;
-        let json = serde_json::to_vec_pretty(record).map_err(|e| IdentityError::Corrupt {
-            path: self.node_record(),
-            reason: e.to_string(),
-        })?;
+        let json = serde_json::to_vec_pretty(record)
+            .map_err(|e| IdentityError::Corrupt { path: self.node_record(), reason: e.to_string() })?;
         write_file(&self.node_record(), &json, false)
     }
 
     /// The TLS material the fabric presents: chain (node, CA), key and CA.
     pub fn load_tls(&self) -> Result<MemberTls, IdentityError> {
         let read = |path: PathBuf| {
-            std::fs::read_to_string(&path).map_err(|source| IdentityError::Io {
-                action: "read",
-                path,
-                source,
-            })
+            std::fs::read_to_string(&path).map_err(|source| IdentityError::Io { action: "read", path, source })
         };
         let cert = pki::cert_der_from_pem(&read(self.node_cert())?)?;
         let ca = pki::cert_der_from_pem(&read(self.ca_cert())?)?;
         let key_path = self.node_key();
-        let key =
-            PrivateKeyDer::from_pem_slice(read(key_path.clone())?.as_bytes()).map_err(|e| {
-                IdentityError::Corrupt {
-                    path: key_path,
-                    reason: e.to_string(),
-                }
-            })?;
-        Ok(MemberTls {
-            chain: vec![cert, ca.clone()],
-            key,
-            ca,
-        })
+        let key = PrivateKeyDer::from_pem_slice(read(key_path.clone())?.as_bytes())
+            .map_err(|e| IdentityError::Corrupt { path: key_path, reason: e.to_string() })?;
+        Ok(MemberTls { chain: vec![cert, ca.clone()], key, ca })
     }
 
     pub fn store_admin_token(&self, token: &str) -> Result<(), IdentityError> {
@@ -146,11 +108,7 @@ impl DataDir {
 }
 
 fn write_file(path: &Path, bytes: &[u8], private: bool) -> Result<(), IdentityError> {
-    let io = |source| IdentityError::Io {
-        action: "write",
-        path: path.to_path_buf(),
-        source,
-    };
+    let io = |source| IdentityError::Io { action: "write", path: path.to_path_buf(), source };
     let tmp = path.with_extension("tmp");
     let mut options = std::fs::OpenOptions::new();
     options.write(true).create(true).truncate(true);
@@ -176,9 +134,7 @@ fn write_private(path: &Path, bytes: &[u8]) -> Result<(), IdentityError> {
 
 /// Random bytes as lower-case hex.
 pub fn random_hex(bytes: usize) -> String {
-    (0..bytes)
-        .map(|_| format!("{:02x}", rand::random::<u8>()))
-        .collect()
+    (0..bytes).map(|_| format!("{:02x}", rand::random::<u8>())).collect()
 }
 
 pub fn sha256(bytes: &[u8]) -> [u8; 32] {
@@ -205,11 +161,7 @@ pub struct JoinTokenText {
 
 impl JoinTokenText {
     pub fn new(ca_pin: [u8; 32]) -> Self {
-        Self {
-            id: random_hex(8),
-            secret: random_hex(16),
-            ca_pin,
-        }
+        Self { id: random_hex(8), secret: random_hex(16), ca_pin }
     }
 
     pub fn parse(text: &str) -> Result<Self, String> {
@@ -218,12 +170,9 @@ impl JoinTokenText {
             return Err("a join token has four dot-separated parts (gtj1.ID.SECRET.PIN)".into());
         };
         if *prefix != "gtj1" {
-            return Err(format!(
-                "unknown join token version \"{prefix}\" (expected gtj1)"
-            ));
+            return Err(format!("unknown join token version \"{prefix}\" (expected gtj1)"));
         }
-        let hex =
-            |s: &str| s.len() % 2 == 0 && !s.is_empty() && s.bytes().all(|b| b.is_ascii_hexdigit());
+        let hex = |s: &str| s.len() % 2 == 0 && !s.is_empty() && s.bytes().all(|b| b.is_ascii_hexdigit());
         if !hex(id) || !hex(secret) || pin.len() != 64 || !hex(pin) {
             return Err("the join token is malformed (not hex)".into());
         }
@@ -231,11 +180,7 @@ impl JoinTokenText {
         for (i, byte) in ca_pin.iter_mut().enumerate() {
             *byte = u8::from_str_radix(&pin[2 * i..2 * i + 2], 16).map_err(|e| e.to_string())?;
         }
-        Ok(Self {
-            id: id.to_string(),
-            secret: secret.to_string(),
-            ca_pin,
-        })
+        Ok(Self { id: id.to_string(), secret: secret.to_string(), ca_pin })
     }
 
     pub fn secret_sha256(&self) -> [u8; 32] {
@@ -258,13 +203,7 @@ mod tests {
     fn join_tokens_round_trip_and_reject_garbage() {
         let token = JoinTokenText::new([7; 32]);
         assert_eq!(JoinTokenText::parse(&token.to_string()), Ok(token.clone()));
-        for bad in [
-            "",
-            "gtj1.a.b",
-            "gtj2.aa.bb.cc",
-            "gtj1.zz.bb.0707",
-            &token.to_string().replace("gtj1", "gtj0"),
-        ] {
+        for bad in ["", "gtj1.a.b", "gtj2.aa.bb.cc", "gtj1.zz.bb.0707", &token.to_string().replace("gtj1", "gtj0")] {
             assert!(JoinTokenText::parse(bad).is_err(), "{bad}");
         }
     }
@@ -282,10 +221,7 @@ mod tests {
         let data = DataDir::new(dir.path());
         data.store_admin_token("secret").expect("store");
         use std::os::unix::fs::PermissionsExt as _;
-        let mode = std::fs::metadata(data.admin_token())
-            .expect("meta")
-            .permissions()
-            .mode();
+        let mode = std::fs::metadata(data.admin_token()).expect("meta").permissions().mode();
         assert_eq!(mode & 0o777, 0o600);
     }
 }

@@ -2,6 +2,7 @@
 //! node comes to be one (bootstrap, join, restart), writes forwarded to the leader, linearizable
 //! reads, and the leader's work of keeping voters spread over zones.
 
+pub mod config;
 mod handler;
 pub mod identity;
 mod rpc;
@@ -14,8 +15,8 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime};
 
 use gantry_proto::cluster::{
-    ClusterIdentity, ClusterState, Command, JoinReply, JoinRequest, JoinToken, NodeId, NodeInfo,
-    Refusal, Response, Revision,
+    ClusterIdentity, ClusterState, Command, JoinReply, JoinRequest, JoinToken, NodeId, NodeInfo, Refusal, Response,
+    Revision,
 };
 use gantry_raft_store::openraft::error::{ClientWriteError, RaftError};
 use gantry_raft_store::openraft::{self, BasicNode, ServerState};
@@ -84,12 +85,7 @@ pub struct RaftTuning {
 
 impl Default for RaftTuning {
     fn default() -> Self {
-        Self {
-            heartbeat_ms: 100,
-            election_min_ms: 400,
-            election_max_ms: 800,
-            snapshot_logs: 1000,
-        }
+        Self { heartbeat_ms: 100, election_min_ms: 400, election_max_ms: 800, snapshot_logs: 1000 }
     }
 }
 
@@ -120,24 +116,15 @@ pub struct Cluster {
 
 impl std::fmt::Debug for Cluster {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Cluster")
-            .field("node_id", &self.node_id)
-            .field("cluster_id", &self.cluster_id)
-            .finish()
+        f.debug_struct("Cluster").field("node_id", &self.node_id).field("cluster_id", &self.cluster_id).finish()
     }
 }
 
 pub fn now_unix_ms() -> u64 {
-    SystemTime::now()
-        .duration_since(SystemTime::UNIX_EPOCH)
-        .map(|d| d.as_millis() as u64)
-        .unwrap_or(0)
+    SystemTime::now().duration_since(SystemTime::UNIX_EPOCH).map(|d| d.as_millis() as u64).unwrap_or(0)
 }
 
-fn raft_config(
-    cluster_id: &str,
-    tuning: &RaftTuning,
-) -> Result<Arc<openraft::Config>, ClusterError> {
+fn raft_config(cluster_id: &str, tuning: &RaftTuning) -> Result<Arc<openraft::Config>, ClusterError> {
     let config = openraft::Config {
         cluster_name: cluster_id.to_string(),
         heartbeat_interval: tuning.heartbeat_ms,
@@ -147,25 +134,18 @@ fn raft_config(
         max_in_snapshot_log_to_keep: tuning.snapshot_logs.min(1000),
         ..Default::default()
     };
-    config
-        .validate()
-        .map(Arc::new)
-        .map_err(|e| ClusterError::Raft(e.to_string()))
+    config.validate().map(Arc::new).map_err(|e| ClusterError::Raft(e.to_string()))
 }
 
 impl Cluster {
     /// Starts this node's membership: restart from the data dir, join with a token, or
     /// bootstrap a new cluster. Returns the bootstrap secrets when a cluster was created.
-    pub async fn start(
-        settings: ClusterSettings,
-    ) -> Result<(Arc<Cluster>, Option<BootstrapOutput>), ClusterError> {
+    pub async fn start(settings: ClusterSettings) -> Result<(Arc<Cluster>, Option<BootstrapOutput>), ClusterError> {
         let data_dir = DataDir::new(&settings.data_dir);
-        std::fs::create_dir_all(&settings.data_dir).map_err(|source| {
-            identity::IdentityError::Io {
-                action: "create",
-                path: settings.data_dir.clone(),
-                source,
-            }
+        std::fs::create_dir_all(&settings.data_dir).map_err(|source| identity::IdentityError::Io {
+            action: "create",
+            path: settings.data_dir.clone(),
+            source,
         })?;
         match data_dir.load_record()? {
             Some(record) => {
@@ -184,9 +164,7 @@ impl Cluster {
                     let cluster = Self::open(&settings, data_dir, record).await?;
                     Ok((cluster, None))
                 }
-                None => Self::bootstrap(&settings, data_dir)
-                    .await
-                    .map(|(c, o)| (c, Some(o))),
+                None => Self::bootstrap(&settings, data_dir).await.map(|(c, o)| (c, Some(o))),
             },
         }
     }
@@ -200,9 +178,7 @@ impl Cluster {
         let fabric = Fabric::bind(settings.fabric_bind, record.node_id, tls)?;
         let (log_store, state_machine) = gantry_raft_store::open(&data_dir.raft_dir()).await?;
         let applied = state_machine.subscribe();
-        let network = rpc::Network {
-            fabric: fabric.clone(),
-        };
+        let network = rpc::Network { fabric: fabric.clone() };
         let config = raft_config(&record.cluster_id, &settings.raft)?;
         let raft = Raft::new(record.node_id, config, network, log_store, state_machine)
             .await
@@ -222,9 +198,7 @@ impl Cluster {
             peer_revisions: Mutex::new(HashMap::new()),
             started: Instant::now(),
         });
-        fabric.serve(Arc::new(handler::Handler {
-            cluster: Arc::downgrade(&cluster),
-        }));
+        fabric.serve(Arc::new(handler::Handler { cluster: Arc::downgrade(&cluster) }));
         cluster.spawn_background(settings.voter_grace);
         Ok(cluster)
     }
@@ -249,11 +223,7 @@ impl Cluster {
         let cluster = Self::open(settings, data_dir, record).await?;
         let mut members = BTreeMap::new();
         members.insert(1, BasicNode::new(settings.fabric_advertise.clone()));
-        cluster
-            .raft
-            .initialize(members)
-            .await
-            .map_err(|e| ClusterError::Raft(e.to_string()))?;
+        cluster.raft.initialize(members).await.map_err(|e| ClusterError::Raft(e.to_string()))?;
 
         let mut gossip_key = [0u8; 32];
         gossip_key.iter_mut().for_each(|b| *b = rand::random());
@@ -265,19 +235,9 @@ impl Cluster {
             admin_token_sha256: identity::sha256(admin_token.as_bytes()),
         };
         cluster.write(Command::Bootstrap { identity }).await?;
-        cluster
-            .write(Command::UpsertNode {
-                node: cluster.self_info(),
-            })
-            .await?;
+        cluster.write(Command::UpsertNode { node: cluster.self_info() }).await?;
         let join_token = cluster.create_join_token(DEFAULT_TOKEN_TTL).await?;
-        Ok((
-            cluster,
-            BootstrapOutput {
-                admin_token,
-                join_token,
-            },
-        ))
+        Ok((cluster, BootstrapOutput { admin_token, join_token }))
     }
 
     async fn join(
@@ -298,23 +258,14 @@ impl Cluster {
             public_key,
         };
         let reply: JoinReply =
-            fabric::join_call(addr, token.ca_pin, &request, Duration::from_secs(15))
-                .await
-                .map_err(|e| match e {
-                    FabricError::Refused { reason, .. } => ClusterError::JoinRefused {
-                        addr: bootstrap.to_string(),
-                        reason,
-                    },
-                    other => ClusterError::Fabric(other),
-                })?;
+            fabric::join_call(addr, token.ca_pin, &request, Duration::from_secs(15)).await.map_err(|e| match e {
+                FabricError::Refused { reason, .. } => {
+                    ClusterError::JoinRefused { addr: bootstrap.to_string(), reason }
+                }
+                other => ClusterError::Fabric(other),
+            })?;
         match reply {
-            JoinReply::Accepted {
-                node_id,
-                cluster_id,
-                cert_pem,
-                ca_pem,
-                members,
-            } => {
+            JoinReply::Accepted { node_id, cluster_id, cert_pem, ca_pem, members } => {
                 tracing::info!(node_id, %cluster_id, members = members.len(), "joined the cluster");
                 let record = identity::NodeRecord {
                     node_id,
@@ -325,10 +276,7 @@ impl Cluster {
                 data_dir.store(&record, &cert_pem, &key_pem, &ca_pem)?;
                 Ok(record)
             }
-            JoinReply::Refused { reason } => Err(ClusterError::JoinRefused {
-                addr: bootstrap.to_string(),
-                reason,
-            }),
+            JoinReply::Refused { reason } => Err(ClusterError::JoinRefused { addr: bootstrap.to_string(), reason }),
         }
     }
 
@@ -365,12 +313,7 @@ impl Cluster {
             ServerState::Leader => "leader",
             ServerState::Candidate => "candidate",
             ServerState::Follower => {
-                if metrics
-                    .membership_config
-                    .membership()
-                    .voter_ids()
-                    .any(|id| id == self.node_id)
-                {
+                if metrics.membership_config.membership().voter_ids().any(|id| id == self.node_id) {
                     "follower"
                 } else {
                     "learner"
@@ -387,19 +330,12 @@ impl Cluster {
             match self.raft.client_write(command.clone()).await {
                 Ok(written) => return Ok(written.data),
                 Err(RaftError::APIError(ClientWriteError::ForwardToLeader(forward))) => {
-                    let (Some(leader), Some(node)) = (forward.leader_id, forward.leader_node)
-                    else {
+                    let (Some(leader), Some(node)) = (forward.leader_id, forward.leader_node) else {
                         tokio::time::sleep(WRITE_RETRY_PAUSE).await;
                         continue;
                     };
-                    match rpc::call(
-                        &self.fabric,
-                        leader,
-                        &node.addr,
-                        &RaftRpc::Write(command.clone()),
-                        FORWARD_TIMEOUT,
-                    )
-                    .await
+                    match rpc::call(&self.fabric, leader, &node.addr, &RaftRpc::Write(command.clone()), FORWARD_TIMEOUT)
+                        .await
                     {
                         Ok(RaftRpcReply::Write(Ok(response))) => return Ok(response),
                         Ok(RaftRpcReply::Write(Err(ForwardError::Failed(message)))) => {
@@ -408,9 +344,7 @@ impl Cluster {
                         Ok(_) | Err(_) => tokio::time::sleep(WRITE_RETRY_PAUSE).await,
                     }
                 }
-                Err(RaftError::APIError(other)) => {
-                    return Err(ClusterError::Raft(other.to_string()))
-                }
+                Err(RaftError::APIError(other)) => return Err(ClusterError::Raft(other.to_string())),
                 Err(RaftError::Fatal(fatal)) => return Err(ClusterError::Raft(fatal.to_string())),
             }
         }
@@ -426,18 +360,12 @@ impl Cluster {
     }
 
     /// A revision read with linearizable consistency (read index on the leader).
-    pub async fn read_revision_linearizable(
-        &self,
-        revision: Option<u64>,
-    ) -> Result<Option<Revision>, ClusterError> {
+    pub async fn read_revision_linearizable(&self, revision: Option<u64>) -> Result<Option<Revision>, ClusterError> {
         for _ in 0..WRITE_ATTEMPTS {
             match self.raft.ensure_linearizable().await {
                 Ok(_) => return Ok(self.revision_here(revision)),
-                Err(RaftError::APIError(openraft::error::CheckIsLeaderError::ForwardToLeader(
-                    forward,
-                ))) => {
-                    let (Some(leader), Some(node)) = (forward.leader_id, forward.leader_node)
-                    else {
+                Err(RaftError::APIError(openraft::error::CheckIsLeaderError::ForwardToLeader(forward))) => {
+                    let (Some(leader), Some(node)) = (forward.leader_id, forward.leader_node) else {
                         tokio::time::sleep(WRITE_RETRY_PAUSE).await;
                         continue;
                     };
@@ -483,11 +411,7 @@ impl Cluster {
             expires_at_unix_ms: now_unix_ms() + ttl.as_millis() as u64,
             revoked: false,
         };
-        self.commit(Command::CreateJoinToken {
-            id: token.id.clone(),
-            token: stored,
-        })
-        .await?;
+        self.commit(Command::CreateJoinToken { id: token.id.clone(), token: stored }).await?;
         Ok(token.to_string())
     }
 
@@ -497,17 +421,10 @@ impl Cluster {
             let metrics = self.metrics();
             match metrics.current_leader {
                 Some(leader) if leader == self.node_id => {
-                    return handler::run_membership(self, rpc)
-                        .await
-                        .map_err(|e| ClusterError::Raft(e.to_string()))
+                    return handler::run_membership(self, rpc).await.map_err(|e| ClusterError::Raft(e.to_string()))
                 }
                 Some(leader) => {
-                    let Some(node) = metrics
-                        .membership_config
-                        .membership()
-                        .get_node(&leader)
-                        .cloned()
-                    else {
+                    let Some(node) = metrics.membership_config.membership().get_node(&leader).cloned() else {
                         tokio::time::sleep(WRITE_RETRY_PAUSE).await;
                         continue;
                     };
@@ -530,14 +447,32 @@ impl Cluster {
         self.on_leader(RaftRpc::RemoveMember { id }).await
     }
 
-    /// Whether each member answered the leader's pings lately, and what it applied.
-    pub fn liveness(&self) -> (HashMap<NodeId, Duration>, HashMap<NodeId, u64>) {
-        let seen = lock(&self.last_seen)
-            .iter()
-            .map(|(id, at)| (*id, at.elapsed()))
-            .collect();
+    /// What this node's pings saw: (member, ms since it answered, revision it applied).
+    fn local_liveness(&self) -> Vec<(NodeId, u64, u64)> {
         let revisions = lock(&self.peer_revisions).clone();
-        (seen, revisions)
+        lock(&self.last_seen)
+            .iter()
+            .map(|(id, at)| (*id, at.elapsed().as_millis() as u64, revisions.get(id).copied().unwrap_or(0)))
+            .collect()
+    }
+
+    /// The leader's view of members' liveness (only the leader pings): member → (ms since it
+    /// answered, revision it applied).
+    pub async fn liveness(&self) -> Result<HashMap<NodeId, (u64, u64)>, ClusterError> {
+        let metrics = self.metrics();
+        let to_map = |list: Vec<(NodeId, u64, u64)>| list.into_iter().map(|(id, ms, rev)| (id, (ms, rev))).collect();
+        match metrics.current_leader {
+            Some(leader) if leader == self.node_id => Ok(to_map(self.local_liveness())),
+            Some(leader) => {
+                let node =
+                    metrics.membership_config.membership().get_node(&leader).cloned().ok_or(ClusterError::NoLeader)?;
+                match rpc::call(&self.fabric, leader, &node.addr, &RaftRpc::Liveness, FORWARD_TIMEOUT).await? {
+                    RaftRpcReply::Liveness { members } => Ok(to_map(members)),
+                    other => Err(ClusterError::Raft(format!("unexpected reply: {other:?}"))),
+                }
+            }
+            None => Err(ClusterError::NoLeader),
+        }
     }
 
     fn spawn_background(self: &Arc<Self>, voter_grace: Duration) {
@@ -574,10 +509,6 @@ fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
 }
 
 /// Adds a node to Raft as a learner (leader only); used by joins.
-pub(crate) async fn add_learner(
-    cluster: &Cluster,
-    id: NodeId,
-    fabric: String,
-) -> Result<(), ClusterError> {
+pub(crate) async fn add_learner(cluster: &Cluster, id: NodeId, fabric: String) -> Result<(), ClusterError> {
     cluster.on_leader(RaftRpc::AddLearner { id, fabric }).await
 }

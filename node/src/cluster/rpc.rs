@@ -10,8 +10,8 @@ use gantry_proto::cluster::{Command, NodeId, Response, Revision};
 use gantry_raft_store::openraft::error::{NetworkError, RemoteError, Unreachable};
 use gantry_raft_store::openraft::network::{RPCOption, RaftNetwork, RaftNetworkFactory};
 use gantry_raft_store::{
-    AppendEntriesRequest, AppendEntriesResponse, InstallSnapshotError, InstallSnapshotRequest,
-    InstallSnapshotResponse, Node, RaftError, RpcError, TypeConfig, VoteRequest, VoteResponse,
+    AppendEntriesRequest, AppendEntriesResponse, InstallSnapshotError, InstallSnapshotRequest, InstallSnapshotResponse,
+    Node, RaftError, RpcError, TypeConfig, VoteRequest, VoteResponse,
 };
 use serde::{Deserialize, Serialize};
 use std::sync::Arc;
@@ -40,6 +40,8 @@ pub enum RaftRpc {
     },
     /// Liveness probe; the answer carries the revision the peer applied.
     Ping,
+    /// Asks the leader what its pings saw.
+    Liveness,
 }
 
 #[derive(Debug, Serialize, Deserialize)]
@@ -52,6 +54,10 @@ pub enum RaftRpcReply {
     Revision(Result<Option<Revision>, ForwardError>),
     Pong {
         applied_revision: u64,
+    },
+    /// Per member: milliseconds since it last answered the leader, and the revision it applied.
+    Liveness {
+        members: Vec<(NodeId, u64, u64)>,
     },
     /// The request could not be decoded (counted and logged by the receiver).
     BadRequest(String),
@@ -76,10 +82,7 @@ pub async fn resolve(addr: &str) -> Result<SocketAddr, FabricError> {
         .await
         .ok()
         .and_then(|mut addrs| addrs.next())
-        .ok_or_else(|| FabricError::Unreachable {
-            addr: fallback,
-            reason: format!("cannot resolve {addr}"),
-        })
+        .ok_or_else(|| FabricError::Unreachable { addr: fallback, reason: format!("cannot resolve {addr}") })
 }
 
 /// Sends one RPC to `node` at `addr`.
@@ -105,11 +108,7 @@ impl RaftNetworkFactory<TypeConfig> for Network {
 
     async fn new_client(&mut self, target: NodeId, node: &Node) -> PeerClient {
         // No connection here: the fabric connects on first use and reconnects as needed.
-        PeerClient {
-            fabric: self.fabric.clone(),
-            target,
-            addr: node.addr.clone(),
-        }
+        PeerClient { fabric: self.fabric.clone(), target, addr: node.addr.clone() }
     }
 }
 
@@ -121,20 +120,8 @@ pub struct PeerClient {
 }
 
 impl PeerClient {
-    async fn send<E: std::error::Error>(
-        &self,
-        rpc: RaftRpc,
-        option: &RPCOption,
-    ) -> Result<RaftRpcReply, RpcError<E>> {
-        call(
-            &self.fabric,
-            self.target,
-            &self.addr,
-            &rpc,
-            option.hard_ttl(),
-        )
-        .await
-        .map_err(|error| {
+    async fn send<E: std::error::Error>(&self, rpc: RaftRpc, option: &RPCOption) -> Result<RaftRpcReply, RpcError<E>> {
+        call(&self.fabric, self.target, &self.addr, &rpc, option.hard_ttl()).await.map_err(|error| {
             if error.is_unreachable() || matches!(error, FabricError::Refused { .. }) {
                 RpcError::Unreachable(Unreachable::new(&error))
             } else {
@@ -144,15 +131,20 @@ impl PeerClient {
     }
 
     fn unexpected<E: std::error::Error>(&self, reply: RaftRpcReply) -> RpcError<E> {
-        let error = std::io::Error::other(format!(
-            "unexpected reply from node {}: {reply:?}",
-            self.target
-        ));
+        let error = std::io::Error::other(format!("unexpected reply from node {}: {reply:?}", self.target));
         RpcError::Network(NetworkError::new(&error))
     }
 }
 
+/// Pause between replication attempts to an unreachable peer: short, so a restarted node hears
+/// heartbeats before its election timeout and does not disrupt the cluster with an election.
+const UNREACHABLE_BACKOFF: Duration = Duration::from_millis(100);
+
 impl RaftNetwork<TypeConfig> for PeerClient {
+    fn backoff(&self) -> gantry_raft_store::openraft::network::Backoff {
+        gantry_raft_store::openraft::network::Backoff::new(std::iter::repeat(UNREACHABLE_BACKOFF))
+    }
+
     async fn append_entries(
         &mut self,
         rpc: AppendEntriesRequest,
@@ -160,9 +152,7 @@ impl RaftNetwork<TypeConfig> for PeerClient {
     ) -> Result<AppendEntriesResponse, RpcError<RaftError>> {
         match self.send(RaftRpc::AppendEntries(rpc), &option).await? {
             RaftRpcReply::AppendEntries(Ok(response)) => Ok(response),
-            RaftRpcReply::AppendEntries(Err(error)) => {
-                Err(RpcError::RemoteError(RemoteError::new(self.target, error)))
-            }
+            RaftRpcReply::AppendEntries(Err(error)) => Err(RpcError::RemoteError(RemoteError::new(self.target, error))),
             other => Err(self.unexpected(other)),
         }
     }
@@ -181,16 +171,10 @@ impl RaftNetwork<TypeConfig> for PeerClient {
         }
     }
 
-    async fn vote(
-        &mut self,
-        rpc: VoteRequest,
-        option: RPCOption,
-    ) -> Result<VoteResponse, RpcError<RaftError>> {
+    async fn vote(&mut self, rpc: VoteRequest, option: RPCOption) -> Result<VoteResponse, RpcError<RaftError>> {
         match self.send(RaftRpc::Vote(rpc), &option).await? {
             RaftRpcReply::Vote(Ok(response)) => Ok(response),
-            RaftRpcReply::Vote(Err(error)) => {
-                Err(RpcError::RemoteError(RemoteError::new(self.target, error)))
-            }
+            RaftRpcReply::Vote(Err(error)) => Err(RpcError::RemoteError(RemoteError::new(self.target, error))),
             other => Err(self.unexpected(other)),
         }
     }

@@ -47,11 +47,7 @@ pub struct Placement<'a> {
 pub fn desired_voters(p: &Placement<'_>) -> Option<BTreeSet<NodeId>> {
     let target = target_voters(p.zones.len());
     let mut voters: BTreeSet<NodeId> = p.voters.clone();
-    let dead: Vec<NodeId> = voters
-        .iter()
-        .copied()
-        .filter(|v| !p.live.contains(v) && *v != p.leader)
-        .collect();
+    let dead: Vec<NodeId> = voters.iter().copied().filter(|v| !p.live.contains(v) && *v != p.leader).collect();
     let candidates: Vec<NodeId> = p
         .zones
         .keys()
@@ -59,16 +55,11 @@ pub fn desired_voters(p: &Placement<'_>) -> Option<BTreeSet<NodeId>> {
         .filter(|id| !voters.contains(id) && p.live.contains(id) && p.caught_up.contains(id))
         .collect();
     let zone_of = |id: &NodeId| p.zones.get(id).cloned().unwrap_or_default();
-    let voter_zones =
-        |voters: &BTreeSet<NodeId>| voters.iter().map(zone_of).collect::<BTreeSet<_>>();
+    let voter_zones = |voters: &BTreeSet<NodeId>| voters.iter().map(zone_of).collect::<BTreeSet<_>>();
 
     // Replace a dead voter: same zone first, then a zone without a live voter, then any.
     if let Some(lost) = dead.first() {
-        let live_voters: BTreeSet<NodeId> = voters
-            .iter()
-            .copied()
-            .filter(|v| !dead.contains(v))
-            .collect();
+        let live_voters: BTreeSet<NodeId> = voters.iter().copied().filter(|v| !dead.contains(v)).collect();
         let covered = voter_zones(&live_voters);
         let pick = candidates
             .iter()
@@ -89,10 +80,7 @@ pub fn desired_voters(p: &Placement<'_>) -> Option<BTreeSet<NodeId>> {
             let mut pool = candidates.clone();
             while added < need {
                 let covered = voter_zones(&voters);
-                let index = pool
-                    .iter()
-                    .position(|c| !covered.contains(&zone_of(c)))
-                    .unwrap_or(0);
+                let index = pool.iter().position(|c| !covered.contains(&zone_of(c))).unwrap_or(0);
                 voters.insert(pool.remove(index));
                 added += 1;
             }
@@ -106,10 +94,8 @@ pub fn desired_voters(p: &Placement<'_>) -> Option<BTreeSet<NodeId>> {
             by_zone.entry(zone_of(v)).or_default().push(*v);
         }
         while voters.len() > target {
-            let crowded = by_zone
-                .values_mut()
-                .filter(|ids| ids.iter().any(|id| *id != p.leader))
-                .max_by_key(|ids| ids.len())?;
+            let crowded =
+                by_zone.values_mut().filter(|ids| ids.iter().any(|id| *id != p.leader)).max_by_key(|ids| ids.len())?;
             let position = crowded.iter().position(|id| *id != p.leader)?;
             let drop = crowded.remove(position);
             voters.remove(&drop);
@@ -188,16 +174,7 @@ async fn rebalance(cluster: &Arc<Cluster>, grace: Duration) -> Result<(), String
     let state = cluster.state();
     let zones: BTreeMap<NodeId, String> = membership
         .nodes()
-        .map(|(id, _)| {
-            (
-                *id,
-                state
-                    .nodes
-                    .get(id)
-                    .map(|n| n.zone.clone())
-                    .unwrap_or_default(),
-            )
-        })
+        .map(|(id, _)| (*id, state.nodes.get(id).map(|n| n.zone.clone()).unwrap_or_default()))
         .collect();
     let voters: BTreeSet<NodeId> = membership.voter_ids().collect();
     // Until a member has been seen once, count the time since this node led: no replacement
@@ -215,24 +192,15 @@ async fn rebalance(cluster: &Arc<Cluster>, grace: Duration) -> Result<(), String
     let replication: HashMap<NodeId, u64> = metrics
         .replication
         .as_ref()
-        .map(|r| {
-            r.iter()
-                .map(|(id, log)| (*id, log.map_or(0, |l| l.index)))
-                .collect()
-        })
+        .map(|r| r.iter().map(|(id, log)| (*id, log.map_or(0, |l| l.index))).collect())
         .unwrap_or_default();
     let caught_up: BTreeSet<NodeId> = replication
         .iter()
         .filter(|(_, matched)| last_index.saturating_sub(**matched) <= CAUGHT_UP_LAG)
         .map(|(id, _)| *id)
         .collect();
-    let placement = Placement {
-        leader: cluster.node_id,
-        zones: &zones,
-        voters: &voters,
-        live: &live,
-        caught_up: &caught_up,
-    };
+    let placement =
+        Placement { leader: cluster.node_id, zones: &zones, voters: &voters, live: &live, caught_up: &caught_up };
     let Some(next) = desired_voters(&placement) else {
         return Ok(());
     };
@@ -274,20 +242,14 @@ mod tests {
 
     #[test]
     fn targets_are_odd() {
-        assert_eq!(
-            (1..=9).map(target_voters).collect::<Vec<_>>(),
-            vec![1, 1, 3, 3, 3, 3, 5, 5, 5]
-        );
+        assert_eq!((1..=9).map(target_voters).collect::<Vec<_>>(), vec![1, 1, 3, 3, 3, 3, 5, 5, 5]);
     }
 
     #[test]
     fn grows_to_three_across_zones() {
         let z = zones(&[(1, "a"), (2, "a"), (3, "b"), (4, "c")]);
         // Adds two at once (1 → 3), preferring zones without a voter.
-        assert_eq!(
-            decide(&z, &[1], &[1, 2, 3, 4], &[2, 3, 4]),
-            Some(set(&[1, 3, 4]))
-        );
+        assert_eq!(decide(&z, &[1], &[1, 2, 3, 4], &[2, 3, 4]), Some(set(&[1, 3, 4])));
         // A second node alone stays a learner (two voters would be less available than one).
         let z2 = zones(&[(1, "a"), (2, "b")]);
         assert_eq!(decide(&z2, &[1], &[1, 2], &[2]), None);
@@ -298,16 +260,10 @@ mod tests {
     #[test]
     fn replaces_a_dead_voter_preferring_its_zone() {
         let z = zones(&[(1, "a"), (2, "b"), (3, "c"), (4, "c"), (5, "b")]);
-        assert_eq!(
-            decide(&z, &[1, 2, 3], &[1, 3, 4, 5], &[4, 5]),
-            Some(set(&[1, 3, 5]))
-        );
+        assert_eq!(decide(&z, &[1, 2, 3], &[1, 3, 4, 5], &[4, 5]), Some(set(&[1, 3, 5])));
         // No learner in its zone: take one from a zone without a live voter, else any.
         let z = zones(&[(1, "a"), (2, "b"), (3, "c"), (4, "c")]);
-        assert_eq!(
-            decide(&z, &[1, 2, 3], &[1, 3, 4], &[4]),
-            Some(set(&[1, 3, 4]))
-        );
+        assert_eq!(decide(&z, &[1, 2, 3], &[1, 3, 4], &[4]), Some(set(&[1, 3, 4])));
         // Nobody to promote: keep the dead voter (removing it would not help the quorum).
         assert_eq!(decide(&z, &[1, 2, 3], &[1, 3], &[]), None);
     }
@@ -315,10 +271,7 @@ mod tests {
     #[test]
     fn rebalances_zones_and_shrinks() {
         let z = zones(&[(1, "a"), (2, "a"), (3, "b"), (4, "c")]);
-        assert_eq!(
-            decide(&z, &[1, 2, 3], &[1, 2, 3, 4], &[4]),
-            Some(set(&[1, 3, 4]))
-        );
+        assert_eq!(decide(&z, &[1, 2, 3], &[1, 2, 3, 4], &[4]), Some(set(&[1, 3, 4])));
         let z = zones(&[(1, "a"), (2, "b"), (3, "c")]);
         assert_eq!(decide(&z, &[1, 2, 3], &[1, 2, 3], &[]), None);
         // Five voters but only three nodes remain in the membership map: shrink.

@@ -77,12 +77,7 @@ pub fn compile(
         .services
         .iter()
         .map(|s| {
-            let runtime = ServiceRuntime::compile(
-                s,
-                &health,
-                settings.zone.as_deref(),
-                UpstreamClient::for_service(s),
-            );
+            let runtime = ServiceRuntime::compile(s, &health, settings.zone.as_deref(), UpstreamClient::for_service(s));
             (s.name.clone(), Arc::new(runtime))
         })
         .collect();
@@ -101,9 +96,7 @@ pub fn compile(
         .routes
         .iter()
         .enumerate()
-        .filter_map(|(i, r)| {
-            RouteRuntime::new(r, &services, metrics.route(&r.name)).map(|rt| (i, Arc::new(rt)))
-        })
+        .filter_map(|(i, r)| RouteRuntime::new(r, &services, metrics.route(&r.name)).map(|rt| (i, Arc::new(rt))))
         .collect();
 
     let mut listeners = HashMap::new();
@@ -117,10 +110,7 @@ pub fn compile(
             (None, ListenerProtocol::Https) => settings.default_https,
             (None, _) => settings.default_http,
         };
-        if let Some(other) = listeners
-            .get(&address)
-            .map(|p: &ListenerPlan| p.name.clone())
-        {
+        if let Some(other) = listeners.get(&address).map(|p: &ListenerPlan| p.name.clone()) {
             problems.push(Problem::new(
                 format!("{path}.address"),
                 format!("{address} is also the address of listener \"{other}\" (check --http and --https)"),
@@ -139,10 +129,7 @@ pub fn compile(
             match tls::server_config(&certs) {
                 Ok(config) => Some(config),
                 Err(e) => {
-                    problems.push(Problem::new(
-                        format!("{path}.certificates"),
-                        format!("TLS set-up failed: {e}"),
-                    ));
+                    problems.push(Problem::new(format!("{path}.certificates"), format!("TLS set-up failed: {e}")));
                     continue;
                 }
             }
@@ -156,9 +143,7 @@ pub fn compile(
                 let names = &document.routes[*i].listeners;
                 names.is_empty() || names.contains(&listener.name)
             });
-            match RouteTable::compile(
-                applicable.map(|(i, rt)| (&document.routes[*i].matcher, rt.clone())),
-            ) {
+            match RouteTable::compile(applicable.map(|(i, rt)| (&document.routes[*i].matcher, rt.clone()))) {
                 Ok(table) => Some(table),
                 Err(e) => {
                     problems.push(Problem::new("routes", format!("route table: {e}")));
@@ -175,23 +160,14 @@ pub fn compile(
                 limits: listener.limits.clone(),
                 tls,
                 routes,
-                service: listener
-                    .service
-                    .as_ref()
-                    .and_then(|s| services.get(s).cloned()),
+                service: listener.service.as_ref().and_then(|s| services.get(s).cloned()),
             },
         );
     }
     if !problems.is_empty() {
         return Err(ConfigError { problems });
     }
-    Ok(Snapshot {
-        revision,
-        document: Arc::new(document),
-        services,
-        listeners,
-        unrouted_metrics: metrics.route(""),
-    })
+    Ok(Snapshot { revision, document: Arc::new(document), services, listeners, unrouted_metrics: metrics.route("") })
 }
 
 /// Outcome of the last attempt to load a config, for `/v1/status`.
@@ -224,13 +200,7 @@ impl Dataplane {
             listeners: HashMap::new(),
             unrouted_metrics: metrics.route(""),
         };
-        Self {
-            current: ArcSwap::from_pointee(empty),
-            settings,
-            registry,
-            metrics,
-            last_reload: Mutex::new(None),
-        }
+        Self { current: ArcSwap::from_pointee(empty), settings, registry, metrics, last_reload: Mutex::new(None) }
     }
 
     pub fn snapshot(&self) -> Arc<Snapshot> {
@@ -240,13 +210,12 @@ impl Dataplane {
     /// Compiles a document as the next revision without installing it.
     pub fn prepare(&self, document: Document) -> Result<Snapshot, ConfigError> {
         let revision = self.current.load().revision + 1;
-        compile(
-            document,
-            revision,
-            &self.settings,
-            &self.registry,
-            &self.metrics,
-        )
+        self.prepare_revision(document, revision)
+    }
+
+    /// Compiles a document as the given (cluster) revision without installing it.
+    pub fn prepare_revision(&self, document: Document, revision: u64) -> Result<Snapshot, ConfigError> {
+        compile(document, revision, &self.settings, &self.registry, &self.metrics)
     }
 
     /// Installs a compiled snapshot; requests in flight finish on the one they hold.
@@ -266,16 +235,9 @@ impl Dataplane {
 
     fn record(&self, ok: bool, revision: u64, problems: Vec<Problem>) {
         self.metrics.reload(ok, revision);
-        let at_unix_ms = SystemTime::now()
-            .duration_since(SystemTime::UNIX_EPOCH)
-            .map(|d| d.as_millis() as u64)
-            .unwrap_or(0);
-        let status = ReloadStatus {
-            at_unix_ms,
-            ok,
-            revision,
-            problems,
-        };
+        let at_unix_ms =
+            SystemTime::now().duration_since(SystemTime::UNIX_EPOCH).map(|d| d.as_millis() as u64).unwrap_or(0);
+        let status = ReloadStatus { at_unix_ms, ok, revision, problems };
         match self.last_reload.lock() {
             Ok(mut guard) => *guard = Some(status),
             Err(poisoned) => *poisoned.into_inner() = Some(status),

@@ -64,9 +64,7 @@ impl RouteRuntime {
         }
         let total = self.destinations.last()?.cumulative_weight;
         let draw = rand::rng().random_range(0..total);
-        let i = self
-            .destinations
-            .partition_point(|d| d.cumulative_weight <= draw);
+        let i = self.destinations.partition_point(|d| d.cumulative_weight <= draw);
         self.destinations.get(i)
     }
 }
@@ -132,10 +130,7 @@ impl RetryPolicy {
         let now = self.epoch.elapsed().as_millis() as u64;
         let start = self.window_start_ms.load(Ordering::Relaxed);
         if now.saturating_sub(start) >= BUDGET_WINDOW.as_millis() as u64
-            && self
-                .window_start_ms
-                .compare_exchange(start, now, Ordering::Relaxed, Ordering::Relaxed)
-                .is_ok()
+            && self.window_start_ms.compare_exchange(start, now, Ordering::Relaxed, Ordering::Relaxed).is_ok()
         {
             self.requests.store(0, Ordering::Relaxed);
             self.retries.store(0, Ordering::Relaxed);
@@ -152,10 +147,6 @@ impl RetryPolicy {
     pub fn try_take_retry(&self) -> bool {
         let requests = self.requests.load(Ordering::Relaxed);
         let allowed = (requests * self.budget_percent / 100).max(self.min_retries);
-        self.retries
-            .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |r| {
-                (r < allowed).then_some(r + 1)
-            })
-            .is_ok()
+        self.retries.fetch_update(Ordering::Relaxed, Ordering::Relaxed, |r| (r < allowed).then_some(r + 1)).is_ok()
     }
 }

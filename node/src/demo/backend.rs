@@ -19,21 +19,17 @@ pub async fn start(name: &'static str, zone: &'static str) -> std::io::Result<So
                 continue;
             };
             tokio::spawn(async move {
-                let service = service_fn(
-                    move |request: http::Request<hyper::body::Incoming>| async move {
-                        let body = if request.uri().path() == "/health" {
-                            "ok\n".to_string()
-                        } else {
-                            format!(
+                let service = service_fn(move |request: http::Request<hyper::body::Incoming>| async move {
+                    let body = if request.uri().path() == "/health" {
+                        "ok\n".to_string()
+                    } else {
+                        format!(
                             "{{\"backend\":\"{name}\",\"zone\":\"{zone}\",\"path\":{path:?}}}\n",
                             path = request.uri().path()
                         )
-                        };
-                        Ok::<_, std::convert::Infallible>(http::Response::new(Full::new(
-                            Bytes::from(body),
-                        )))
-                    },
-                );
+                    };
+                    Ok::<_, std::convert::Infallible>(http::Response::new(Full::new(Bytes::from(body))))
+                });
                 let _ = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new())
                     .serve_connection(TokioIo::new(stream), service)
                     .await;
@@ -54,14 +50,8 @@ pub async fn probe(address: SocketAddr, path: &str) -> bool {
         return false;
     };
     tokio::spawn(connection);
-    let Ok(request) = http::Request::get(path)
-        .header("host", address.to_string())
-        .body(Full::new(Bytes::new()))
-    else {
+    let Ok(request) = http::Request::get(path).header("host", address.to_string()).body(Full::new(Bytes::new())) else {
         return false;
     };
-    sender
-        .send_request(request)
-        .await
-        .is_ok_and(|r| r.status() == 200)
+    sender.send_request(request).await.is_ok_and(|r| r.status() == 200)
 }

@@ -21,24 +21,19 @@ pub struct DemoArgs {
     /// Where the demo node's admin API binds.
     #[arg(long, default_value = "127.0.0.1:9900")]
     pub admin: SocketAddr,
+    /// Where the demo node's QUIC fabric (UDP) binds.
+    #[arg(long, default_value = "127.0.0.1:7000")]
+    pub fabric: SocketAddr,
     /// Keep the demo's config and data dir when it stops.
     #[arg(long)]
     pub keep: bool,
 }
 
 /// Demo backends: (name, zone). Two zones, so locality shows in the answers.
-const BACKENDS: [(&str, &str); 4] = [
-    ("web-a1", "a"),
-    ("web-a2", "a"),
-    ("web-b1", "b"),
-    ("web-b2", "b"),
-];
+const BACKENDS: [(&str, &str); 4] = [("web-a1", "a"), ("web-a2", "a"), ("web-b1", "b"), ("web-b2", "b")];
 
 pub fn run(args: DemoArgs) -> i32 {
-    let runtime = match tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-    {
+    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
         Ok(runtime) => runtime,
         Err(error) => {
             eprintln!("error: cannot start the async runtime: {error}");
@@ -62,14 +57,11 @@ async fn demo(args: DemoArgs) -> anyhow::Result<()> {
     std::fs::create_dir_all(&dir).with_context(|| format!("cannot create {}", dir.display()))?;
     let mut endpoints = Vec::new();
     for (name, zone) in BACKENDS {
-        let address = backend::start(name, zone)
-            .await
-            .context("cannot start a demo backend")?;
+        let address = backend::start(name, zone).await.context("cannot start a demo backend")?;
         endpoints.push((address, zone));
     }
     let config_path = dir.join("gantry.yaml");
-    std::fs::write(&config_path, sample_config(&endpoints))
-        .context("cannot write the demo config")?;
+    std::fs::write(&config_path, sample_config(&endpoints)).context("cannot write the demo config")?;
 
     let executable = std::env::current_exe().context("cannot find the gantry executable")?;
     let mut node = Command::new(executable)
@@ -80,6 +72,8 @@ async fn demo(args: DemoArgs) -> anyhow::Result<()> {
             &args.http.to_string(),
             "--admin",
             &args.admin.to_string(),
+            "--fabric",
+            &args.fabric.to_string(),
         ])
         .arg("--data-dir")
         .arg(dir.join("data"))
@@ -109,9 +103,7 @@ async fn demo(args: DemoArgs) -> anyhow::Result<()> {
         }
     }
     eprintln!("\nstopping the demo node (pid {})", node.id());
-    let _ = Command::new("kill")
-        .args(["-TERM", &node.id().to_string()])
-        .status();
+    let _ = Command::new("kill").args(["-TERM", &node.id().to_string()]).status();
     let _ = node.wait();
     cleanup(&dir, args.keep);
     Ok(())
@@ -141,9 +133,7 @@ fn cleanup(dir: &PathBuf, keep: bool) {
 fn sample_config(endpoints: &[(SocketAddr, &str)]) -> String {
     let list: Vec<String> = endpoints
         .iter()
-        .map(|(address, zone)| {
-            format!("      - {{ address: \"{address}\", zone: {zone}, subset: zone-{zone} }}")
-        })
+        .map(|(address, zone)| format!("      - {{ address: \"{address}\", zone: {zone}, subset: zone-{zone} }}"))
         .collect();
     format!(
         r#"# Written by `gantry demo`.

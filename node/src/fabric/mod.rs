@@ -47,26 +47,17 @@ pub enum FabricError {
     #[error("{addr} refused the connection: {reason}")]
     Refused { addr: SocketAddr, reason: String },
     #[error("bad frame from {addr}: {source}")]
-    Codec {
-        addr: SocketAddr,
-        source: CodecError,
-    },
+    Codec { addr: SocketAddr, source: CodecError },
     #[error("TLS set-up failed: {0}")]
     Tls(#[from] rustls::Error),
     #[error("cannot bind the fabric on {addr}: {source} (set --fabric)")]
-    Bind {
-        addr: SocketAddr,
-        source: std::io::Error,
-    },
+    Bind { addr: SocketAddr, source: std::io::Error },
 }
 
 impl FabricError {
     /// True when the peer may simply be down or unreachable (openraft backs off on these).
     pub fn is_unreachable(&self) -> bool {
-        matches!(
-            self,
-            FabricError::Unreachable { .. } | FabricError::Timeout { .. }
-        )
+        matches!(self, FabricError::Unreachable { .. } | FabricError::Timeout { .. })
     }
 }
 
@@ -125,23 +116,18 @@ fn transport() -> Arc<quinn::TransportConfig> {
 
 impl Fabric {
     /// Binds the node's endpoint (UDP `addr`) as member `node_id`.
-    pub fn bind(
-        addr: SocketAddr,
-        node_id: NodeId,
-        member: MemberTls,
-    ) -> Result<Arc<Fabric>, FabricError> {
+    pub fn bind(addr: SocketAddr, node_id: NodeId, member: MemberTls) -> Result<Arc<Fabric>, FabricError> {
         let server_tls = tls::server_config(&member, &SERVED_ALPNS)?;
-        let quic_server = QuicServerConfig::try_from(server_tls)
-            .map_err(|e| rustls::Error::General(e.to_string()))?;
+        let quic_server = QuicServerConfig::try_from(server_tls).map_err(|e| rustls::Error::General(e.to_string()))?;
         let mut server_config = quinn::ServerConfig::with_crypto(Arc::new(quic_server));
         server_config.transport_config(transport());
-        let endpoint = quinn::Endpoint::server(server_config, addr)
-            .map_err(|source| FabricError::Bind { addr, source })?;
+        let endpoint =
+            quinn::Endpoint::server(server_config, addr).map_err(|source| FabricError::Bind { addr, source })?;
         let mut client_configs = HashMap::new();
         for alpn in [ALPN_RAFT] {
             let client_tls = tls::member_client_config(&member, alpn)?;
-            let quic_client = QuicClientConfig::try_from(client_tls)
-                .map_err(|e| rustls::Error::General(e.to_string()))?;
+            let quic_client =
+                QuicClientConfig::try_from(client_tls).map_err(|e| rustls::Error::General(e.to_string()))?;
             let mut client = quinn::ClientConfig::new(Arc::new(quic_client));
             client.transport_config(transport());
             client_configs.insert(alpn, client);
@@ -199,8 +185,7 @@ impl Fabric {
         request: &Req,
         timeout: Duration,
     ) -> Result<Resp, FabricError> {
-        let frame =
-            codec::encode_frame(request).map_err(|source| FabricError::Codec { addr, source })?;
+        let frame = codec::encode_frame(request).map_err(|source| FabricError::Codec { addr, source })?;
         let attempt = async {
             // A cached connection may have died since; one fresh retry covers that.
             for fresh in [false, true] {
@@ -214,14 +199,9 @@ impl Fabric {
                     Err(reason) => return Err(classify_stream_failure(addr, &connection, reason)),
                 }
             }
-            Err(FabricError::Unreachable {
-                addr,
-                reason: "no connection".into(),
-            })
+            Err(FabricError::Unreachable { addr, reason: "no connection".into() })
         };
-        tokio::time::timeout(timeout, attempt)
-            .await
-            .unwrap_or(Err(FabricError::Timeout { addr, timeout }))
+        tokio::time::timeout(timeout, attempt).await.unwrap_or(Err(FabricError::Timeout { addr, timeout }))
     }
 
     async fn connection(
@@ -238,25 +218,16 @@ impl Fabric {
                 }
             }
         }
-        let config =
-            self.client_configs
-                .get(alpn)
-                .cloned()
-                .ok_or_else(|| FabricError::Unreachable {
-                    addr,
-                    reason: "unknown protocol".into(),
-                })?;
+        let config = self
+            .client_configs
+            .get(alpn)
+            .cloned()
+            .ok_or_else(|| FabricError::Unreachable { addr, reason: "unknown protocol".into() })?;
         let connecting = self
             .endpoint
             .connect_with(config, addr, &pki::node_server_name(node))
-            .map_err(|e| FabricError::Unreachable {
-                addr,
-                reason: e.to_string(),
-            })?;
-        let connection = connecting.await.map_err(|e| FabricError::Unreachable {
-            addr,
-            reason: e.to_string(),
-        })?;
+            .map_err(|e| FabricError::Unreachable { addr, reason: e.to_string() })?;
+        let connection = connecting.await.map_err(|e| FabricError::Unreachable { addr, reason: e.to_string() })?;
         lock(&self.connections).insert((addr, node, alpn), connection.clone());
         Ok(connection)
     }
@@ -279,11 +250,7 @@ impl Fabric {
         });
     }
 
-    async fn serve_connection(
-        &self,
-        connection: quinn::Connection,
-        handler: Arc<dyn FabricHandler>,
-    ) {
+    async fn serve_connection(&self, connection: quinn::Connection, handler: Arc<dyn FabricHandler>) {
         let addr = connection.remote_address();
         let alpn = negotiated_alpn(&connection);
         let node = peer_node(&connection);
@@ -293,9 +260,7 @@ impl Fabric {
             _ => false,
         };
         let Some(alpn) = alpn.filter(|_| admitted) else {
-            self.stats
-                .refused_connections
-                .fetch_add(1, Ordering::Relaxed);
+            self.stats.refused_connections.fetch_add(1, Ordering::Relaxed);
             tracing::warn!(%addr, ?node, "fabric connection refused: no valid member certificate, or the node was removed");
             connection.close(CLOSE_REFUSED.into(), b"not a member of this cluster");
             return;
@@ -347,49 +312,28 @@ pub async fn join_call<Req: Serialize, Resp: DeserializeOwned>(
     request: &Req,
     timeout: Duration,
 ) -> Result<Resp, FabricError> {
-    let local: SocketAddr = if addr.is_ipv4() {
-        ([0, 0, 0, 0], 0).into()
-    } else {
-        ([0u16; 8], 0).into()
-    };
-    let endpoint = quinn::Endpoint::client(local).map_err(|source| FabricError::Bind {
-        addr: local,
-        source,
-    })?;
+    let local: SocketAddr = if addr.is_ipv4() { ([0, 0, 0, 0], 0).into() } else { ([0u16; 8], 0).into() };
+    let endpoint = quinn::Endpoint::client(local).map_err(|source| FabricError::Bind { addr: local, source })?;
     let client_tls = tls::join_client_config(ca_pin, ALPN_JOIN)?;
-    let quic_client = QuicClientConfig::try_from(client_tls)
-        .map_err(|e| rustls::Error::General(e.to_string()))?;
+    let quic_client = QuicClientConfig::try_from(client_tls).map_err(|e| rustls::Error::General(e.to_string()))?;
     let mut config = quinn::ClientConfig::new(Arc::new(quic_client));
     config.transport_config(transport());
-    let frame =
-        codec::encode_frame(request).map_err(|source| FabricError::Codec { addr, source })?;
+    let frame = codec::encode_frame(request).map_err(|source| FabricError::Codec { addr, source })?;
     let attempt = async {
         let connection = endpoint
             .connect_with(config, addr, "join.gantry.internal")
-            .map_err(|e| FabricError::Unreachable {
-                addr,
-                reason: e.to_string(),
-            })?
+            .map_err(|e| FabricError::Unreachable { addr, reason: e.to_string() })?
             .await
             .map_err(|e| match e {
-                quinn::ConnectionError::TransportError(t) => FabricError::Refused {
-                    addr,
-                    reason: t.to_string(),
-                },
-                other => FabricError::Unreachable {
-                    addr,
-                    reason: other.to_string(),
-                },
+                quinn::ConnectionError::TransportError(t) => FabricError::Refused { addr, reason: t.to_string() },
+                other => FabricError::Unreachable { addr, reason: other.to_string() },
             })?;
-        let bytes = exchange(&connection, &frame)
-            .await
-            .map_err(|reason| classify_stream_failure(addr, &connection, reason))?;
+        let bytes =
+            exchange(&connection, &frame).await.map_err(|reason| classify_stream_failure(addr, &connection, reason))?;
         connection.close(0u32.into(), b"done");
         decode_response(addr, &bytes)
     };
-    let result = tokio::time::timeout(timeout, attempt)
-        .await
-        .unwrap_or(Err(FabricError::Timeout { addr, timeout }));
+    let result = tokio::time::timeout(timeout, attempt).await.unwrap_or(Err(FabricError::Timeout { addr, timeout }));
     endpoint.wait_idle().await;
     result
 }
@@ -403,9 +347,7 @@ fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
 
 fn negotiated_alpn(connection: &quinn::Connection) -> Option<&'static [u8]> {
     let data = connection.handshake_data()?;
-    let data = data
-        .downcast::<quinn::crypto::rustls::HandshakeData>()
-        .ok()?;
+    let data = data.downcast::<quinn::crypto::rustls::HandshakeData>().ok()?;
     let protocol = data.protocol?;
     SERVED_ALPNS.into_iter().find(|a| **a == protocol[..])
 }
@@ -427,48 +369,28 @@ async fn exchange(connection: &quinn::Connection, frame: &[u8]) -> Result<Vec<u8
 /// Reads one length-prefixed frame, refusing oversized ones before allocating.
 async fn read_frame(recv: &mut quinn::RecvStream) -> Result<Vec<u8>, String> {
     let mut prefix = [0u8; LENGTH_PREFIX_BYTES];
-    recv.read_exact(&mut prefix)
-        .await
-        .map_err(|e| e.to_string())?;
+    recv.read_exact(&mut prefix).await.map_err(|e| e.to_string())?;
     let length = codec::frame_length(prefix).map_err(|e| e.to_string())?;
     debug_assert!(length <= MAX_FRAME_BYTES);
     let mut payload = vec![0u8; length];
-    recv.read_exact(&mut payload)
-        .await
-        .map_err(|e| e.to_string())?;
+    recv.read_exact(&mut payload).await.map_err(|e| e.to_string())?;
     Ok(payload)
 }
 
-fn decode_response<Resp: DeserializeOwned>(
-    addr: SocketAddr,
-    bytes: &[u8],
-) -> Result<Resp, FabricError> {
+fn decode_response<Resp: DeserializeOwned>(addr: SocketAddr, bytes: &[u8]) -> Result<Resp, FabricError> {
     codec::decode_payload(bytes).map_err(|source| FabricError::Codec { addr, source })
 }
 
 /// A stream that failed on a connection the server closed as refused is a refusal, not an outage.
-fn classify_stream_failure(
-    addr: SocketAddr,
-    connection: &quinn::Connection,
-    reason: String,
-) -> FabricError {
+fn classify_stream_failure(addr: SocketAddr, connection: &quinn::Connection, reason: String) -> FabricError {
     match connection.close_reason() {
-        Some(quinn::ConnectionError::ApplicationClosed(close))
-            if close.error_code == CLOSE_REFUSED.into() =>
-        {
-            FabricError::Refused {
-                addr,
-                reason: String::from_utf8_lossy(&close.reason).into_owned(),
-            }
+        Some(quinn::ConnectionError::ApplicationClosed(close)) if close.error_code == CLOSE_REFUSED.into() => {
+            FabricError::Refused { addr, reason: String::from_utf8_lossy(&close.reason).into_owned() }
         }
-        Some(quinn::ConnectionError::ConnectionClosed(close)) => FabricError::Refused {
-            addr,
-            reason: close.to_string(),
-        },
-        Some(quinn::ConnectionError::TransportError(error)) => FabricError::Refused {
-            addr,
-            reason: error.to_string(),
-        },
+        Some(quinn::ConnectionError::ConnectionClosed(close)) => {
+            FabricError::Refused { addr, reason: close.to_string() }
+        }
+        Some(quinn::ConnectionError::TransportError(error)) => FabricError::Refused { addr, reason: error.to_string() },
         _ => FabricError::Unreachable { addr, reason },
     }
 }

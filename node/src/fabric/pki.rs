@@ -4,8 +4,8 @@
 
 use gantry_proto::cluster::NodeId;
 use rcgen::{
-    BasicConstraints, CertificateParams, DistinguishedName, DnType, ExtendedKeyUsagePurpose, IsCa,
-    Issuer, KeyPair, KeyUsagePurpose, PublicKeyData, SignatureAlgorithm,
+    BasicConstraints, CertificateParams, DistinguishedName, DnType, ExtendedKeyUsagePurpose, IsCa, Issuer, KeyPair,
+    KeyUsagePurpose, PublicKeyData, SignatureAlgorithm,
 };
 use rustls_pki_types::CertificateDer;
 
@@ -28,12 +28,9 @@ pub fn node_server_name(id: NodeId) -> String {
 /// The node id a certificate names, if it names exactly one.
 pub fn node_id_of(cert: &CertificateDer<'_>) -> Option<NodeId> {
     let parsed = webpki::EndEntityCert::try_from(cert).ok()?;
-    let mut ids = parsed.valid_dns_names().filter_map(|name| {
-        name.strip_suffix(NODE_NAME_SUFFIX)?
-            .strip_prefix('n')?
-            .parse()
-            .ok()
-    });
+    let mut ids = parsed
+        .valid_dns_names()
+        .filter_map(|name| name.strip_suffix(NODE_NAME_SUFFIX)?.strip_prefix('n')?.parse().ok());
     let id = ids.next()?;
     ids.next().is_none().then_some(id)
 }
@@ -49,17 +46,10 @@ pub fn sha256(der: &[u8]) -> [u8; 32] {
 fn ca_params(cluster_id: &str) -> Result<CertificateParams, rcgen::Error> {
     let mut params = CertificateParams::new(Vec::<String>::new())?;
     let mut name = DistinguishedName::new();
-    name.push(
-        DnType::CommonName,
-        format!("gantry cluster CA {cluster_id}"),
-    );
+    name.push(DnType::CommonName, format!("gantry cluster CA {cluster_id}"));
     params.distinguished_name = name;
     params.is_ca = IsCa::Ca(BasicConstraints::Constrained(0));
-    params.key_usages = vec![
-        KeyUsagePurpose::KeyCertSign,
-        KeyUsagePurpose::CrlSign,
-        KeyUsagePurpose::DigitalSignature,
-    ];
+    params.key_usages = vec![KeyUsagePurpose::KeyCertSign, KeyUsagePurpose::CrlSign, KeyUsagePurpose::DigitalSignature];
     params.not_before = rcgen::date_time_ymd(2024, 1, 1);
     params.not_after = rcgen::date_time_ymd(2124, 1, 1);
     Ok(params)
@@ -86,28 +76,16 @@ impl PublicKeyData for RawP256PublicKey {
 
 /// Signs a node certificate for `id` over `public_key` (raw P-256 point). Valid for server and
 /// client authentication, for the node's DNS name.
-pub fn sign_node_cert(
-    cluster_id: &str,
-    ca_key_pem: &str,
-    id: NodeId,
-    public_key: &[u8],
-) -> Result<String, PkiError> {
+pub fn sign_node_cert(cluster_id: &str, ca_key_pem: &str, id: NodeId, public_key: &[u8]) -> Result<String, PkiError> {
     // A P-256 point is 65 bytes uncompressed; anything else is not a key we made.
     if public_key.len() != 65 || public_key.first() != Some(&4) {
-        return Err(PkiError::Pem(
-            "the public key is not an uncompressed P-256 point".into(),
-        ));
+        return Err(PkiError::Pem("the public key is not an uncompressed P-256 point".into()));
     }
     let ca_key = KeyPair::from_pem(ca_key_pem)?;
     let issuer = Issuer::new(ca_params(cluster_id)?, ca_key);
     let mut params = CertificateParams::new(vec![node_server_name(id)])?;
-    params
-        .distinguished_name
-        .push(DnType::CommonName, format!("gantry node {id}"));
-    params.extended_key_usages = vec![
-        ExtendedKeyUsagePurpose::ServerAuth,
-        ExtendedKeyUsagePurpose::ClientAuth,
-    ];
+    params.distinguished_name.push(DnType::CommonName, format!("gantry node {id}"));
+    params.extended_key_usages = vec![ExtendedKeyUsagePurpose::ServerAuth, ExtendedKeyUsagePurpose::ClientAuth];
     params.key_usages = vec![KeyUsagePurpose::DigitalSignature];
     params.not_before = rcgen::date_time_ymd(2024, 1, 1);
     params.not_after = rcgen::date_time_ymd(2124, 1, 1);

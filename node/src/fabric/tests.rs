@@ -16,11 +16,7 @@ impl FabricHandler for Echo {
     fn handle(&self, alpn: &'static [u8], peer: Peer, request: Vec<u8>) -> HandlerFuture<'_> {
         Box::pin(async move {
             let text: String = codec::decode_payload(&request).unwrap_or_else(|_| "garbage".into());
-            let answer = format!(
-                "{} from {:?}: {text}",
-                String::from_utf8_lossy(alpn),
-                peer.node
-            );
+            let answer = format!("{} from {:?}: {text}", String::from_utf8_lossy(alpn), peer.node);
             codec::encode_payload(&answer).unwrap_or_default()
         })
     }
@@ -35,11 +31,7 @@ struct Cluster {
 impl Cluster {
     fn new(id: &str) -> Cluster {
         let (ca_pem, ca_key) = pki::new_ca(id).expect("ca");
-        Cluster {
-            id: id.into(),
-            ca_pem,
-            ca_key,
-        }
+        Cluster { id: id.into(), ca_pem, ca_key }
     }
 
     fn member(&self, node: NodeId) -> MemberTls {
@@ -54,12 +46,7 @@ impl Cluster {
     }
 
     fn node(&self, node: NodeId) -> Arc<Fabric> {
-        let fabric = Fabric::bind(
-            SocketAddr::from(([127, 0, 0, 1], 0)),
-            node,
-            self.member(node),
-        )
-        .expect("bind");
+        let fabric = Fabric::bind(SocketAddr::from(([127, 0, 0, 1], 0)), node, self.member(node)).expect("bind");
         fabric.serve(Arc::new(Echo));
         fabric
     }
@@ -77,16 +64,11 @@ async fn members_talk_and_see_each_others_ids() {
     let (a, b) = (cluster.node(1), cluster.node(2));
     let b_addr = b.local_addr().expect("addr");
     for i in 0..3 {
-        let answer: String = a
-            .request(b_addr, 2, ALPN_RAFT, &format!("hello {i}"), WAIT)
-            .await
-            .expect("request");
+        let answer: String = a.request(b_addr, 2, ALPN_RAFT, &format!("hello {i}"), WAIT).await.expect("request");
         assert_eq!(answer, format!("gantry-raft/1 from Some(1): hello {i}"));
     }
     // Asking for the wrong node id at that address fails certificate verification.
-    let wrong = a
-        .request::<_, String>(b_addr, 3, ALPN_RAFT, &"x".to_string(), WAIT)
-        .await;
+    let wrong = a.request::<_, String>(b_addr, 3, ALPN_RAFT, &"x".to_string(), WAIT).await;
     assert!(wrong.is_err());
 }
 
@@ -98,25 +80,14 @@ async fn foreign_ca_and_removed_nodes_are_refused() {
     let addr = server.local_addr().expect("addr");
     // A node of another cluster (same node id) cannot even verify our server, nor we its cert.
     let stranger = other.node(2);
-    assert!(stranger
-        .request::<_, String>(addr, 1, ALPN_RAFT, &"hi".to_string(), WAIT)
-        .await
-        .is_err());
+    assert!(stranger.request::<_, String>(addr, 1, ALPN_RAFT, &"hi".to_string(), WAIT).await.is_err());
 
     let member = cluster.node(2);
-    let ok: String = member
-        .request(addr, 1, ALPN_RAFT, &"before".to_string(), WAIT)
-        .await
-        .expect("member");
+    let ok: String = member.request(addr, 1, ALPN_RAFT, &"before".to_string(), WAIT).await.expect("member");
     assert!(ok.ends_with("before"));
     server.set_refused([2].into_iter().collect());
-    let refused = member
-        .request::<_, String>(addr, 1, ALPN_RAFT, &"after".to_string(), WAIT)
-        .await;
-    assert!(
-        matches!(refused, Err(FabricError::Refused { .. })),
-        "{refused:?}"
-    );
+    let refused = member.request::<_, String>(addr, 1, ALPN_RAFT, &"after".to_string(), WAIT).await;
+    assert!(matches!(refused, Err(FabricError::Refused { .. })), "{refused:?}");
     assert!(server.stats.refused_connections.load(Ordering::Relaxed) >= 1);
 }
 
@@ -125,9 +96,7 @@ async fn joins_need_the_right_ca_pin() {
     let cluster = Cluster::new("c1");
     let server = cluster.node(1);
     let addr = server.local_addr().expect("addr");
-    let answer: String = join_call(addr, cluster.pin(), &"join me".to_string(), WAIT)
-        .await
-        .expect("join");
+    let answer: String = join_call(addr, cluster.pin(), &"join me".to_string(), WAIT).await.expect("join");
     assert_eq!(answer, "gantry-join/1 from None: join me");
     let wrong = join_call::<_, String>(addr, [0; 32], &"join me".to_string(), WAIT).await;
     assert!(wrong.is_err());
@@ -139,20 +108,12 @@ async fn garbage_frames_are_dropped_and_counted() {
     let server = cluster.node(1);
     let addr = server.local_addr().expect("addr");
     let client = cluster.node(2);
-    let connection = client
-        .connection(addr, 1, ALPN_RAFT, true)
-        .await
-        .expect("connect");
+    let connection = client.connection(addr, 1, ALPN_RAFT, true).await.expect("connect");
     // A length prefix claiming 4 GiB: refused before any allocation.
     let (mut send, mut recv) = connection.open_bi().await.expect("stream");
-    send.write_all(&[0xff, 0xff, 0xff, 0xff, 1, 2, 3])
-        .await
-        .expect("write");
+    send.write_all(&[0xff, 0xff, 0xff, 0xff, 1, 2, 3]).await.expect("write");
     let _ = send.finish();
-    assert!(
-        recv.read_to_end(1024).await.is_err()
-            || server.stats.bad_frames.load(Ordering::Relaxed) >= 1
-    );
+    assert!(recv.read_to_end(1024).await.is_err() || server.stats.bad_frames.load(Ordering::Relaxed) >= 1);
     // A truncated frame.
     let (mut send, mut recv) = connection.open_bi().await.expect("stream");
     send.write_all(&[0, 0, 0, 10, 1]).await.expect("write");
@@ -160,9 +121,6 @@ async fn garbage_frames_are_dropped_and_counted() {
     let _ = recv.read_to_end(1024).await;
     assert_eq!(server.stats.bad_frames.load(Ordering::Relaxed), 2);
     // The connection and the server still work.
-    let answer: String = client
-        .request(addr, 1, ALPN_RAFT, &"still here".to_string(), WAIT)
-        .await
-        .expect("request");
+    let answer: String = client.request(addr, 1, ALPN_RAFT, &"still here".to_string(), WAIT).await.expect("request");
     assert!(answer.ends_with("still here"));
 }

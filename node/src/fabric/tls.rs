@@ -26,11 +26,7 @@ pub struct MemberTls {
 
 impl Clone for MemberTls {
     fn clone(&self) -> Self {
-        Self {
-            chain: self.chain.clone(),
-            key: self.key.clone_key(),
-            ca: self.ca.clone(),
-        }
+        Self { chain: self.chain.clone(), key: self.key.clone_key(), ca: self.ca.clone() }
     }
 }
 
@@ -42,10 +38,7 @@ fn roots(ca: &CertificateDer<'static>) -> Result<Arc<RootCertStore>, rustls::Err
 
 /// Server side: client certificates are optional at the TLS layer (joiners have none); the
 /// fabric requires one, valid for this CA, on every protocol but join.
-pub fn server_config(
-    member: &MemberTls,
-    alpns: &[&[u8]],
-) -> Result<rustls::ServerConfig, rustls::Error> {
+pub fn server_config(member: &MemberTls, alpns: &[&[u8]]) -> Result<rustls::ServerConfig, rustls::Error> {
     let verifier = WebPkiClientVerifier::builder_with_provider(roots(&member.ca)?, provider())
         .allow_unauthenticated()
         .build()
@@ -59,10 +52,7 @@ pub fn server_config(
 }
 
 /// Client side between members: the server must chain to the CA and be the expected node.
-pub fn member_client_config(
-    member: &MemberTls,
-    alpn: &[u8],
-) -> Result<rustls::ClientConfig, rustls::Error> {
+pub fn member_client_config(member: &MemberTls, alpn: &[u8]) -> Result<rustls::ClientConfig, rustls::Error> {
     let mut config = rustls::ClientConfig::builder_with_provider(provider())
         .with_protocol_versions(&[&rustls::version::TLS13])?
         .with_root_certificates(roots(&member.ca)?)
@@ -73,14 +63,8 @@ pub fn member_client_config(
 
 /// Client side of a join: no client certificate; the server's chain must contain the CA whose
 /// SHA-256 is `pin`, and the leaf must chain to it.
-pub fn join_client_config(
-    pin: [u8; 32],
-    alpn: &[u8],
-) -> Result<rustls::ClientConfig, rustls::Error> {
-    let verifier = Arc::new(PinnedCaVerifier {
-        pin,
-        provider: provider(),
-    });
+pub fn join_client_config(pin: [u8; 32], alpn: &[u8]) -> Result<rustls::ClientConfig, rustls::Error> {
+    let verifier = Arc::new(PinnedCaVerifier { pin, provider: provider() });
     let mut config = rustls::ClientConfig::builder_with_provider(provider())
         .with_protocol_versions(&[&rustls::version::TLS13])?
         .dangerous()
@@ -107,7 +91,8 @@ impl ServerCertVerifier for PinnedCaVerifier {
     ) -> Result<ServerCertVerified, rustls::Error> {
         let Some(ca) = intermediates.iter().find(|c| sha256(c) == self.pin) else {
             return Err(rustls::Error::General(
-                "the server's CA does not match the token's CA pin (wrong cluster, or a token from another cluster)".into(),
+                "the server's CA does not match the token's CA pin (wrong cluster, or a token from another cluster)"
+                    .into(),
             ));
         };
         let anchor = webpki::anchor_from_trusted_cert(ca)
@@ -123,11 +108,7 @@ impl ServerCertVerifier for PinnedCaVerifier {
             None,
             None,
         )
-        .map_err(|e| {
-            rustls::Error::General(format!(
-                "server certificate does not chain to the pinned CA: {e}"
-            ))
-        })?;
+        .map_err(|e| rustls::Error::General(format!("server certificate does not chain to the pinned CA: {e}")))?;
         Ok(ServerCertVerified::assertion())
     }
 
@@ -137,12 +118,7 @@ impl ServerCertVerifier for PinnedCaVerifier {
         cert: &CertificateDer<'_>,
         dss: &DigitallySignedStruct,
     ) -> Result<HandshakeSignatureValid, rustls::Error> {
-        rustls::crypto::verify_tls12_signature(
-            message,
-            cert,
-            dss,
-            &self.provider.signature_verification_algorithms,
-        )
+        rustls::crypto::verify_tls12_signature(message, cert, dss, &self.provider.signature_verification_algorithms)
     }
 
     fn verify_tls13_signature(
@@ -151,17 +127,10 @@ impl ServerCertVerifier for PinnedCaVerifier {
         cert: &CertificateDer<'_>,
         dss: &DigitallySignedStruct,
     ) -> Result<HandshakeSignatureValid, rustls::Error> {
-        rustls::crypto::verify_tls13_signature(
-            message,
-            cert,
-            dss,
-            &self.provider.signature_verification_algorithms,
-        )
+        rustls::crypto::verify_tls13_signature(message, cert, dss, &self.provider.signature_verification_algorithms)
     }
 
     fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
-        self.provider
-            .signature_verification_algorithms
-            .supported_schemes()
+        self.provider.signature_verification_algorithms.supported_schemes()
     }
 }

@@ -5,9 +5,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
-use gantry_proto::config::{
-    parse_status_ranges, HealthCheck, HealthCheckKind, StatusRange, UpstreamProtocol,
-};
+use gantry_proto::config::{parse_status_ranges, HealthCheck, HealthCheckKind, StatusRange, UpstreamProtocol};
 use http_body_util::Empty;
 use hyper_util::rt::{TokioExecutor, TokioIo};
 use tokio::net::TcpStream;
@@ -31,12 +29,8 @@ impl HealthSupervisor {
     pub fn follow(&mut self, snapshot: &Snapshot, metrics: &Arc<Metrics>) {
         self.tasks.abort_all();
         for service in snapshot.services.values() {
-            let check = snapshot
-                .document
-                .services
-                .iter()
-                .find(|s| s.name == service.name)
-                .and_then(|s| s.health_check.clone());
+            let check =
+                snapshot.document.services.iter().find(|s| s.name == service.name).and_then(|s| s.health_check.clone());
             let Some(check) = check else {
                 // No checks any more: a verdict left by an earlier revision's checks must not
                 // keep an endpoint out of rotation forever.
@@ -107,9 +101,7 @@ async fn run_checks(
     let mut successes = 0u32;
     let mut failures = 0u32;
     // Spread first checks over the interval so a reload does not fire every check at once.
-    let jitter = Duration::from_millis(
-        rand::random::<u64>() % (check.interval.get().as_millis() as u64 / 4 + 1),
-    );
+    let jitter = Duration::from_millis(rand::random::<u64>() % (check.interval.get().as_millis() as u64 / 4 + 1));
     tokio::time::sleep(jitter).await;
     let mut tick = tokio::time::interval(check.interval.get());
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
@@ -150,9 +142,7 @@ pub async fn check_once(
     statuses: &[StatusRange],
 ) -> Result<(), String> {
     let attempt = async {
-        let stream = TcpStream::connect(address)
-            .await
-            .map_err(|e| format!("connect: {e}"))?;
+        let stream = TcpStream::connect(address).await.map_err(|e| format!("connect: {e}"))?;
         if check.kind == HealthCheckKind::Tcp {
             return Ok(());
         }
@@ -164,29 +154,23 @@ pub async fn check_once(
             .map_err(|e| format!("request: {e}"))?;
         let response = match protocol {
             UpstreamProtocol::Http1 => {
-                let (mut sender, connection) = hyper::client::conn::http1::handshake(io)
-                    .await
-                    .map_err(|e| format!("handshake: {e}"))?;
+                let (mut sender, connection) =
+                    hyper::client::conn::http1::handshake(io).await.map_err(|e| format!("handshake: {e}"))?;
                 tokio::spawn(connection);
                 let headers = request.headers_mut();
                 if let Ok(host) = http::HeaderValue::from_str(address) {
                     headers.insert(http::header::HOST, host);
                 }
-                headers.insert(
-                    http::header::CONNECTION,
-                    http::HeaderValue::from_static("close"),
-                );
+                headers.insert(http::header::CONNECTION, http::HeaderValue::from_static("close"));
                 sender.send_request(request).await
             }
             UpstreamProtocol::Http2 => {
-                let (mut sender, connection) =
-                    hyper::client::conn::http2::handshake(TokioExecutor::new(), io)
-                        .await
-                        .map_err(|e| format!("handshake: {e}"))?;
+                let (mut sender, connection) = hyper::client::conn::http2::handshake(TokioExecutor::new(), io)
+                    .await
+                    .map_err(|e| format!("handshake: {e}"))?;
                 tokio::spawn(connection);
-                *request.uri_mut() = format!("http://{address}{}", check.path)
-                    .parse()
-                    .map_err(|e| format!("request: {e}"))?;
+                *request.uri_mut() =
+                    format!("http://{address}{}", check.path).parse().map_err(|e| format!("request: {e}"))?;
                 sender.send_request(request).await
             }
         }

@@ -39,8 +39,7 @@ impl Balancer {
             LbPolicy::LeastRequest => Balancer::LeastRequest,
             LbPolicy::LeastConnections => Balancer::LeastConnections,
             LbPolicy::RingHash => {
-                let keys: Vec<(&str, u32)> =
-                    members.iter().map(|m| (m.key(), m.weight())).collect();
+                let keys: Vec<(&str, u32)> = members.iter().map(|m| (m.key(), m.weight())).collect();
                 Balancer::RingHash(RingHash::new(&keys))
             }
             LbPolicy::Random => {
@@ -76,9 +75,7 @@ impl Balancer {
                 Some(key) => ring.lookup(key, eligible),
                 None => ring.lookup(rand::random(), eligible),
             },
-            Balancer::Random { cumulative_weights } => {
-                pick_weighted_random(cumulative_weights, eligible)
-            }
+            Balancer::Random { cumulative_weights } => pick_weighted_random(cumulative_weights, eligible),
         }
     }
 }
@@ -101,11 +98,7 @@ fn pick_power_of_two<M: Member>(members: &[M], eligible: impl Fn(usize) -> bool)
             match first {
                 None => first = Some(candidate),
                 Some(f) if f != candidate => {
-                    return Some(if less_loaded(&members[candidate], &members[f]) {
-                        candidate
-                    } else {
-                        f
-                    });
+                    return Some(if less_loaded(&members[candidate], &members[f]) { candidate } else { f });
                 }
                 Some(_) => {}
             }

@@ -18,11 +18,7 @@ impl RingHash {
     /// `members` are (stable key, weight); the key (the endpoint address) places the member on
     /// the ring, so the ring is the same on every node and across reloads.
     pub fn new(members: &[(&str, u32)]) -> Self {
-        let total_weight: u64 = members
-            .iter()
-            .map(|(_, w)| u64::from(*w))
-            .sum::<u64>()
-            .max(1);
+        let total_weight: u64 = members.iter().map(|(_, w)| u64::from(*w)).sum::<u64>().max(1);
         let budget = (total_weight * u64::from(POINTS_PER_WEIGHT)).min(MAX_POINTS as u64);
         let mut points = Vec::with_capacity(budget as usize);
         let mut label = String::new();

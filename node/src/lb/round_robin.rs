@@ -30,10 +30,7 @@ impl SmoothWeightedSequence {
             current[best] -= total;
             order.push(best as u32);
         }
-        Self {
-            order,
-            cursor: AtomicUsize::new(rand::random::<u32>() as usize),
-        }
+        Self { order, cursor: AtomicUsize::new(rand::random::<u32>() as usize) }
     }
 
     /// The next member in the sequence that `eligible` accepts; an ineligible member's turns go
@@ -63,10 +60,7 @@ fn scale_to_period(weights: &[u32]) -> Vec<u32> {
     if total <= MAX_PERIOD {
         return reduced;
     }
-    reduced
-        .iter()
-        .map(|&w| ((u64::from(w) * MAX_PERIOD / total).max(1)) as u32)
-        .collect()
+    reduced.iter().map(|&w| ((u64::from(w) * MAX_PERIOD / total).max(1)) as u32).collect()
 }
 
 fn gcd(a: u32, b: u32) -> u32 {

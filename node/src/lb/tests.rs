@@ -15,11 +15,7 @@ fn members(weights: &[u32]) -> Vec<TestMember> {
     weights
         .iter()
         .enumerate()
-        .map(|(i, &weight)| TestMember {
-            key: format!("10.0.0.{i}:80"),
-            weight,
-            load: AtomicU64::new(0),
-        })
+        .map(|(i, &weight)| TestMember { key: format!("10.0.0.{i}:80"), weight, load: AtomicU64::new(0) })
         .collect()
 }
 
@@ -50,10 +46,7 @@ fn shares(policy: LbPolicy, weights: &[u32], picks: usize) -> Vec<usize> {
 
 #[test]
 fn round_robin_follows_weights_exactly() {
-    assert_eq!(
-        shares(LbPolicy::RoundRobin, &[3, 1, 1], 5000),
-        vec![3000, 1000, 1000]
-    );
+    assert_eq!(shares(LbPolicy::RoundRobin, &[3, 1, 1], 5000), vec![3000, 1000, 1000]);
 }
 
 #[test]
@@ -140,13 +133,9 @@ fn least_connections_takes_the_minimum() {
 
 #[test]
 fn every_policy_respects_eligibility() {
-    for policy in [
-        LbPolicy::RoundRobin,
-        LbPolicy::LeastRequest,
-        LbPolicy::LeastConnections,
-        LbPolicy::RingHash,
-        LbPolicy::Random,
-    ] {
+    for policy in
+        [LbPolicy::RoundRobin, LbPolicy::LeastRequest, LbPolicy::LeastConnections, LbPolicy::RingHash, LbPolicy::Random]
+    {
         let m = members(&[1, 2, 3]);
         let balancer = Balancer::new(policy, &m);
         for i in 0..200u64 {

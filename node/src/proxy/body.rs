@@ -13,9 +13,7 @@ use crate::telemetry::AccessRecord;
 use crate::upstream::{InFlightGuard, ProxyBody};
 
 pub fn full(bytes: impl Into<Bytes>) -> ProxyBody {
-    Full::new(bytes.into())
-        .map_err(|never| match never {})
-        .boxed_unsync()
+    Full::new(bytes.into()).map_err(|never| match never {}).boxed_unsync()
 }
 
 /// `{ "error": { "code", "message", "details" } }` with the given status.
@@ -30,10 +28,7 @@ pub fn error_response(
     });
     let mut response = http::Response::new(full(body.to_string()));
     *response.status_mut() = status;
-    response.headers_mut().insert(
-        http::header::CONTENT_TYPE,
-        http::HeaderValue::from_static("application/json"),
-    );
+    response.headers_mut().insert(http::header::CONTENT_TYPE, http::HeaderValue::from_static("application/json"));
     response
 }
 
@@ -46,17 +41,8 @@ pub struct TrackedBody {
 }
 
 impl TrackedBody {
-    pub fn wrap(
-        inner: ProxyBody,
-        record: AccessRecord,
-        in_flight: Option<Arc<InFlightGuard>>,
-    ) -> ProxyBody {
-        TrackedBody {
-            inner,
-            record,
-            _in_flight: in_flight,
-        }
-        .boxed_unsync()
+    pub fn wrap(inner: ProxyBody, record: AccessRecord, in_flight: Option<Arc<InFlightGuard>>) -> ProxyBody {
+        TrackedBody { inner, record, _in_flight: in_flight }.boxed_unsync()
     }
 }
 
@@ -64,10 +50,7 @@ impl Body for TrackedBody {
     type Data = Bytes;
     type Error = crate::upstream::BoxError;
 
-    fn poll_frame(
-        mut self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-    ) -> Poll<Option<Result<Frame<Bytes>, Self::Error>>> {
+    fn poll_frame(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Result<Frame<Bytes>, Self::Error>>> {
         let this = &mut *self;
         let polled = Pin::new(&mut this.inner).poll_frame(cx);
         if let Poll::Ready(Some(Ok(frame))) = &polled {

@@ -31,10 +31,7 @@ pub fn remove_hop_by_hop(headers: &mut HeaderMap, keep_upgrade: bool) {
     let te_trailers = headers
         .get(header::TE)
         .and_then(|v| v.to_str().ok())
-        .is_some_and(|v| {
-            v.split(',')
-                .any(|t| t.trim().eq_ignore_ascii_case("trailers"))
-        });
+        .is_some_and(|v| v.split(',').any(|t| t.trim().eq_ignore_ascii_case("trailers")));
     for name in [
         &KEEP_ALIVE,
         &PROXY_CONNECTION,
@@ -64,10 +61,7 @@ pub fn is_upgrade_request(headers: &HeaderMap) -> bool {
             .get_all(header::CONNECTION)
             .iter()
             .filter_map(|v| v.to_str().ok())
-            .any(|v| {
-                v.split(',')
-                    .any(|t| t.trim().eq_ignore_ascii_case("upgrade"))
-            })
+            .any(|v| v.split(',').any(|t| t.trim().eq_ignore_ascii_case("upgrade")))
 }
 
 /// The client's request id if it is sane, else a new one.
@@ -85,14 +79,7 @@ pub fn new_request_id() -> String {
     bytes[6] = (bytes[6] & 0x0f) | 0x40;
     bytes[8] = (bytes[8] & 0x3f) | 0x80;
     let hex: String = bytes.iter().map(|b| format!("{b:02x}")).collect();
-    format!(
-        "{}-{}-{}-{}-{}",
-        &hex[0..8],
-        &hex[8..12],
-        &hex[12..16],
-        &hex[16..20],
-        &hex[20..32]
-    )
+    format!("{}-{}-{}-{}-{}", &hex[0..8], &hex[8..12], &hex[12..16], &hex[16..20], &hex[20..32])
 }
 
 /// Sets the X-Forwarded-* headers and X-Request-Id on a request going upstream.
@@ -111,10 +98,7 @@ pub fn set_forwarded(
     if let Ok(value) = HeaderValue::from_str(&forwarded_for) {
         headers.insert(&X_FORWARDED_FOR, value);
     }
-    headers.insert(
-        &X_FORWARDED_PROTO,
-        HeaderValue::from_static(if tls { "https" } else { "http" }),
-    );
+    headers.insert(&X_FORWARDED_PROTO, HeaderValue::from_static(if tls { "https" } else { "http" }));
     if let Some(value) = host.and_then(|h| HeaderValue::from_str(h).ok()) {
         headers.insert(&X_FORWARDED_HOST, value);
     }
@@ -125,15 +109,10 @@ pub fn set_forwarded(
 
 /// Value of cookie `name` in the Cookie headers.
 pub fn cookie<'h>(headers: &'h HeaderMap, name: &str) -> Option<&'h str> {
-    headers
-        .get_all(header::COOKIE)
-        .iter()
-        .filter_map(|v| v.to_str().ok())
-        .flat_map(|v| v.split(';'))
-        .find_map(|pair| {
-            let (key, value) = pair.trim().split_once('=')?;
-            (key == name).then(|| value.trim_matches('"'))
-        })
+    headers.get_all(header::COOKIE).iter().filter_map(|v| v.to_str().ok()).flat_map(|v| v.split(';')).find_map(|pair| {
+        let (key, value) = pair.trim().split_once('=')?;
+        (key == name).then(|| value.trim_matches('"'))
+    })
 }
 
 #[cfg(test)]
@@ -143,27 +122,18 @@ mod tests {
     #[test]
     fn hop_by_hop_removed_te_trailers_kept() {
         let mut h = HeaderMap::new();
-        h.insert(
-            header::CONNECTION,
-            HeaderValue::from_static("close, x-secret"),
-        );
+        h.insert(header::CONNECTION, HeaderValue::from_static("close, x-secret"));
         h.insert("x-secret", HeaderValue::from_static("1"));
         h.insert("keep-alive", HeaderValue::from_static("timeout=5"));
         h.insert(header::TE, HeaderValue::from_static("trailers"));
-        h.insert(
-            header::TRANSFER_ENCODING,
-            HeaderValue::from_static("chunked"),
-        );
+        h.insert(header::TRANSFER_ENCODING, HeaderValue::from_static("chunked"));
         h.insert("x-kept", HeaderValue::from_static("1"));
         remove_hop_by_hop(&mut h, false);
         assert!(h.get("x-secret").is_none());
         assert!(h.get("keep-alive").is_none());
         assert!(h.get(header::CONNECTION).is_none());
         assert!(h.get(header::TRANSFER_ENCODING).is_none());
-        assert_eq!(
-            h.get(header::TE).map(|v| v.as_bytes()),
-            Some(&b"trailers"[..])
-        );
+        assert_eq!(h.get(header::TE).map(|v| v.as_bytes()), Some(&b"trailers"[..]));
         assert!(h.get("x-kept").is_some());
     }
 
@@ -171,21 +141,9 @@ mod tests {
     fn forwarded_for_appends() {
         let mut h = HeaderMap::new();
         h.insert(&X_FORWARDED_FOR, HeaderValue::from_static("1.2.3.4"));
-        set_forwarded(
-            &mut h,
-            "10.0.0.1".parse().expect("ip"),
-            true,
-            Some("a.com"),
-            "id",
-        );
-        assert_eq!(
-            h.get(&X_FORWARDED_FOR).map(|v| v.as_bytes()),
-            Some(&b"1.2.3.4, 10.0.0.1"[..])
-        );
-        assert_eq!(
-            h.get(&X_FORWARDED_PROTO).map(|v| v.as_bytes()),
-            Some(&b"https"[..])
-        );
+        set_forwarded(&mut h, "10.0.0.1".parse().expect("ip"), true, Some("a.com"), "id");
+        assert_eq!(h.get(&X_FORWARDED_FOR).map(|v| v.as_bytes()), Some(&b"1.2.3.4, 10.0.0.1"[..]));
+        assert_eq!(h.get(&X_FORWARDED_PROTO).map(|v| v.as_bytes()), Some(&b"https"[..]));
     }
 
     #[test]
@@ -201,10 +159,7 @@ mod tests {
     #[test]
     fn cookies() {
         let mut h = HeaderMap::new();
-        h.insert(
-            header::COOKIE,
-            HeaderValue::from_static("a=1; gantry_sticky=beef; b=2"),
-        );
+        h.insert(header::COOKIE, HeaderValue::from_static("a=1; gantry_sticky=beef; b=2"));
         assert_eq!(cookie(&h, "gantry_sticky"), Some("beef"));
         assert_eq!(cookie(&h, "c"), None);
     }

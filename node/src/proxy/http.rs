@@ -97,38 +97,22 @@ pub async fn handle(
         ));
     };
     record.listener = listener.name.clone();
-    let route = listener
-        .routes
-        .as_ref()
-        .and_then(|table| table.find(&RequestView::of(&request)))
-        .cloned();
+    let route = listener.routes.as_ref().and_then(|table| table.find(&RequestView::of(&request))).cloned();
     let Some(route) = route else {
-        let response = error_response(
-            StatusCode::NOT_FOUND,
-            "no_route",
-            "no route matches this request",
-            &request_id,
-        );
+        let response = error_response(StatusCode::NOT_FOUND, "no_route", "no route matches this request", &request_id);
         return Ok(finish(response, record, &snapshot, None));
     };
     record.route = Some(route.name.clone());
-    let response = match tokio::time::timeout(
-        route.timeout,
-        forward(request, &context, listener, &route, &mut record),
-    )
-    .await
-    {
-        Ok(response) => response,
-        Err(_) => error_response(
-            StatusCode::GATEWAY_TIMEOUT,
-            "upstream_timeout",
-            &format!(
-                "no response within the route timeout of {:?}",
-                route.timeout
+    let response =
+        match tokio::time::timeout(route.timeout, forward(request, &context, listener, &route, &mut record)).await {
+            Ok(response) => response,
+            Err(_) => error_response(
+                StatusCode::GATEWAY_TIMEOUT,
+                "upstream_timeout",
+                &format!("no response within the route timeout of {:?}", route.timeout),
+                &request_id,
             ),
-            &request_id,
-        ),
-    };
+        };
     Ok(finish(response, record, &snapshot, Some(&route)))
 }
 
@@ -176,11 +160,8 @@ async fn forward(
     record.service = Some(service.name.clone());
 
     let max_body = listener.limits.max_body_bytes;
-    let declared_length = request
-        .headers()
-        .get(header::CONTENT_LENGTH)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.parse::<u64>().ok());
+    let declared_length =
+        request.headers().get(header::CONTENT_LENGTH).and_then(|v| v.to_str().ok()).and_then(|v| v.parse::<u64>().ok());
     if declared_length.is_some_and(|len| len > max_body) {
         return error_response(
             StatusCode::PAYLOAD_TOO_LARGE,
@@ -190,37 +171,23 @@ async fn forward(
         );
     }
 
-    let upgrade =
-        request.version() == Version::HTTP_11 && headers::is_upgrade_request(request.headers());
+    let upgrade = request.version() == Version::HTTP_11 && headers::is_upgrade_request(request.headers());
     let client_upgrade = upgrade.then(|| hyper::upgrade::on(&mut request));
     let hash_key = hash_key(service, &request, context.client);
     let sticky_cookie = service.sticky.as_ref().map(|s| s.cookie.as_str());
-    let sticky_id = sticky_cookie
-        .and_then(|name| headers::cookie(request.headers(), name))
-        .map(str::to_string);
+    let sticky_id = sticky_cookie.and_then(|name| headers::cookie(request.headers(), name)).map(str::to_string);
     // The authority as the client sent it, port included (HTTP/2 :authority or HTTP/1 Host).
     let host = request
         .uri()
         .authority()
         .map(|a| a.as_str())
-        .or_else(|| {
-            request
-                .headers()
-                .get(header::HOST)
-                .and_then(|h| h.to_str().ok())
-        })
+        .or_else(|| request.headers().get(header::HOST).and_then(|h| h.to_str().ok()))
         .unwrap_or("")
         .to_string();
 
     let (mut parts, incoming) = request.into_parts();
     headers::remove_hop_by_hop(&mut parts.headers, upgrade);
-    headers::set_forwarded(
-        &mut parts.headers,
-        context.client.ip(),
-        context.tls,
-        Some(&host),
-        &request_id,
-    );
+    headers::set_forwarded(&mut parts.headers, context.client.ip(), context.tls, Some(&host), &request_id);
     if route.preserve_host && !parts.headers.contains_key(header::HOST) {
         // HTTP/2 clients send :authority instead of Host; HTTP/1 upstreams need Host.
         if let Ok(value) = HeaderValue::from_str(&host) {
@@ -231,19 +198,10 @@ async fn forward(
     let retry = route.retry.as_ref();
     let end_of_body = incoming.is_end_stream();
     let mut body = match retry {
-        Some(policy)
-            if end_of_body
-                || declared_length.is_some_and(|len| len <= policy.buffer_bytes.min(max_body)) =>
-        {
-            match Limited::new(incoming, policy.buffer_bytes.min(max_body) as usize)
-                .collect()
-                .await
-            {
+        Some(policy) if end_of_body || declared_length.is_some_and(|len| len <= policy.buffer_bytes.min(max_body)) => {
+            match Limited::new(incoming, policy.buffer_bytes.min(max_body) as usize).collect().await {
                 Ok(collected) => RequestBody::Buffered(collected.to_bytes()),
-                Err(e)
-                    if e.downcast_ref::<http_body_util::LengthLimitError>()
-                        .is_some() =>
-                {
+                Err(e) if e.downcast_ref::<http_body_util::LengthLimitError>().is_some() => {
                     return error_response(
                         StatusCode::PAYLOAD_TOO_LARGE,
                         "body_too_large",
@@ -261,9 +219,7 @@ async fn forward(
                 }
             }
         }
-        _ => RequestBody::Streaming(Some(
-            Limited::new(incoming, max_body as usize).boxed_unsync(),
-        )),
+        _ => RequestBody::Streaming(Some(Limited::new(incoming, max_body as usize).boxed_unsync())),
     };
     if let Some(policy) = retry {
         policy.record_request();
@@ -284,9 +240,8 @@ async fn forward(
             exclude: &tried,
         });
         let Some(endpoint) = pick else {
-            return last_failure.unwrap_or_else(|| {
-                no_healthy_endpoint(service, destination.subset.as_deref(), &request_id)
-            });
+            return last_failure
+                .unwrap_or_else(|| no_healthy_endpoint(service, destination.subset.as_deref(), &request_id));
         };
         tried.push(endpoint.index);
         record.attempts = attempt;
@@ -294,22 +249,9 @@ async fn forward(
         let Some(upstream_body) = body.take() else {
             break;
         };
-        let upstream_request = match upstream_request(
-            &parts,
-            &endpoint,
-            service,
-            route.preserve_host,
-            upstream_body,
-        ) {
+        let upstream_request = match upstream_request(&parts, &endpoint, service, route.preserve_host, upstream_body) {
             Ok(r) => r,
-            Err(message) => {
-                return error_response(
-                    StatusCode::BAD_REQUEST,
-                    "bad_request",
-                    &message,
-                    &request_id,
-                )
-            }
+            Err(message) => return error_response(StatusCode::BAD_REQUEST, "bad_request", &message, &request_id),
         };
         let in_flight = Arc::new(endpoint.health.start_request());
         let sent = service.client.send(upstream_request);
@@ -325,17 +267,9 @@ async fn forward(
             Ok(mut response) => {
                 let status = response.status().as_u16();
                 note_outcome(context, service, &endpoint, Outcome::of_status(status));
-                if can_retry_more
-                    && retry.is_some_and(|p| p.retries_status(status) && take_retry(route))
-                {
+                if can_retry_more && retry.is_some_and(|p| p.retries_status(status) && take_retry(route)) {
                     // Kept, fully prepared, in case no other endpoint is left to try.
-                    last_failure = Some(client_response(
-                        response,
-                        service,
-                        &endpoint,
-                        sticky_id.as_deref(),
-                        in_flight,
-                    ));
+                    last_failure = Some(client_response(response, service, &endpoint, sticky_id.as_deref(), in_flight));
                     continue;
                 }
                 if status == 101 {
@@ -348,13 +282,7 @@ async fn forward(
                         ));
                     }
                 }
-                return client_response(
-                    response,
-                    service,
-                    &endpoint,
-                    sticky_id.as_deref(),
-                    in_flight,
-                );
+                return client_response(response, service, &endpoint, sticky_id.as_deref(), in_flight);
             }
             Err(error) => {
                 let failure = classify(&error);
@@ -393,8 +321,7 @@ async fn forward(
             }
         }
     }
-    last_failure
-        .unwrap_or_else(|| no_healthy_endpoint(service, destination.subset.as_deref(), &request_id))
+    last_failure.unwrap_or_else(|| no_healthy_endpoint(service, destination.subset.as_deref(), &request_id))
 }
 
 fn take_retry(route: &RouteRuntime) -> bool {
@@ -405,51 +332,27 @@ fn take_retry(route: &RouteRuntime) -> bool {
     allowed
 }
 
-fn note_outcome(
-    context: &ConnectionContext,
-    service: &ServiceRuntime,
-    endpoint: &Endpoint,
-    outcome: Outcome,
-) {
+fn note_outcome(context: &ConnectionContext, service: &ServiceRuntime, endpoint: &Endpoint, outcome: Outcome) {
     if let Some(duration) = service.record_outcome(endpoint, outcome) {
         tracing::warn!(service = %service.name, endpoint = %endpoint.address, ejected_for = ?duration, "outlier detection ejected endpoint");
         context.dataplane.metrics.ejected(&service.name, endpoint);
     }
 }
 
-fn no_healthy_endpoint(
-    service: &ServiceRuntime,
-    subset: Option<&str>,
-    request_id: &str,
-) -> Response<ProxyBody> {
+fn no_healthy_endpoint(service: &ServiceRuntime, subset: Option<&str>, request_id: &str) -> Response<ProxyBody> {
     let message = match subset {
-        Some(subset) => format!(
-            "service \"{}\" has no healthy endpoint in subset \"{subset}\"",
-            service.name
-        ),
+        Some(subset) => format!("service \"{}\" has no healthy endpoint in subset \"{subset}\"", service.name),
         None => format!("service \"{}\" has no healthy endpoint", service.name),
     };
-    let mut response = error_response(
-        StatusCode::SERVICE_UNAVAILABLE,
-        "no_healthy_endpoint",
-        &message,
-        request_id,
-    );
-    response
-        .headers_mut()
-        .insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
+    let mut response = error_response(StatusCode::SERVICE_UNAVAILABLE, "no_healthy_endpoint", &message, request_id);
+    response.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
     response
 }
 
 fn hash_key<B>(service: &ServiceRuntime, request: &Request<B>, client: SocketAddr) -> Option<u64> {
     match service.hash_on.as_ref()? {
-        HashOn::Header(name) => request
-            .headers()
-            .get(name.as_str())
-            .map(|v| hash64(v.as_bytes())),
-        HashOn::Cookie(name) => {
-            headers::cookie(request.headers(), name).map(|v| hash64(v.as_bytes()))
-        }
+        HashOn::Header(name) => request.headers().get(name.as_str()).map(|v| hash64(v.as_bytes())),
+        HashOn::Cookie(name) => headers::cookie(request.headers(), name).map(|v| hash64(v.as_bytes())),
         HashOn::SourceIp => Some(match client.ip() {
             std::net::IpAddr::V4(ip) => hash64(&ip.octets()),
             std::net::IpAddr::V6(ip) => hash64(&ip.octets()),

@@ -39,11 +39,7 @@ pub struct ConnectionTracker {
 
 impl Default for ConnectionTracker {
     fn default() -> Self {
-        Self {
-            draining: watch::channel(false).0,
-            active: AtomicUsize::new(0),
-            idle: Notify::new(),
-        }
+        Self { draining: watch::channel(false).0, active: AtomicUsize::new(0), idle: Notify::new() }
     }
 }
 
@@ -67,19 +63,11 @@ impl Drop for ConnectionSlot {
 }
 
 impl ConnectionTracker {
-    fn open_slot(
-        self: &Arc<Self>,
-        listener_open: &Arc<AtomicU64>,
-        gauge: Gauge,
-    ) -> Arc<ConnectionSlot> {
+    fn open_slot(self: &Arc<Self>, listener_open: &Arc<AtomicU64>, gauge: Gauge) -> Arc<ConnectionSlot> {
         self.active.fetch_add(1, Ordering::AcqRel);
         listener_open.fetch_add(1, Ordering::Relaxed);
         gauge.inc();
-        Arc::new(ConnectionSlot {
-            tracker: self.clone(),
-            listener_open: listener_open.clone(),
-            gauge,
-        })
+        Arc::new(ConnectionSlot { tracker: self.clone(), listener_open: listener_open.clone(), gauge })
     }
 
     pub fn active(&self) -> usize {
@@ -125,45 +113,12 @@ pub struct BoundSockets(Vec<(SocketAddr, TcpListener)>);
 
 impl ListenerSet {
     pub fn new(dataplane: Arc<Dataplane>, tracker: Arc<ConnectionTracker>) -> Self {
-        Self {
-            dataplane,
-            tracker,
-            running: HashMap::new(),
-        }
+        Self { dataplane, tracker, running: HashMap::new() }
     }
 
     /// Binds every address of `snapshot` not yet listening. Problems name the listener.
     pub fn bind_new(&self, snapshot: &Snapshot) -> Result<BoundSockets, Vec<Problem>> {
-        let mut bound = Vec::new();
-        let mut problems = Vec::new();
-        for plan in snapshot.listeners.values() {
-            if self.running.contains_key(&plan.address) {
-                continue;
-            }
-            match bind(plan.address) {
-                Ok(listener) => bound.push((plan.address, listener)),
-                Err(error) => {
-                    let index = snapshot
-                        .document
-                        .listeners
-                        .iter()
-                        .position(|l| *l.name == *plan.name)
-                        .unwrap_or(0);
-                    problems.push(Problem::new(
-                        format!("listeners[{index}].address"),
-                        format!(
-                            "cannot listen on {}: {error} (is another process using it?)",
-                            plan.address
-                        ),
-                    ));
-                }
-            }
-        }
-        if problems.is_empty() {
-            Ok(BoundSockets(bound))
-        } else {
-            Err(problems)
-        }
+        bind_missing(snapshot, |address| self.running.contains_key(address))
     }
 
     /// Starts accept loops on newly bound sockets and stops those `snapshot` no longer has.
@@ -183,19 +138,44 @@ impl ListenerSet {
             if let Some(plan) = snapshot.listeners.get(&address) {
                 tracing::info!(listener = %plan.name, %address, protocol = ?plan.protocol, "listening");
             }
-            tokio::spawn(accept_loop(
-                listener,
-                address,
-                self.dataplane.clone(),
-                self.tracker.clone(),
-                stopped,
-            ));
+            tokio::spawn(accept_loop(listener, address, self.dataplane.clone(), self.tracker.clone(), stopped));
         }
     }
 
     /// Local address of each listening socket (useful when binding port 0).
     pub fn addresses(&self) -> Vec<SocketAddr> {
         self.running.keys().copied().collect()
+    }
+}
+
+/// Checks that every address `next` adds to `current` can be bound (binding and releasing it),
+/// so a config is refused before it is committed rather than failing where it is applied.
+pub fn check_bindable(next: &Snapshot, current: &Snapshot) -> Result<(), Vec<Problem>> {
+    bind_missing(next, |address| current.listeners.contains_key(address)).map(drop)
+}
+
+fn bind_missing(snapshot: &Snapshot, running: impl Fn(&SocketAddr) -> bool) -> Result<BoundSockets, Vec<Problem>> {
+    let mut bound = Vec::new();
+    let mut problems = Vec::new();
+    for plan in snapshot.listeners.values() {
+        if running(&plan.address) {
+            continue;
+        }
+        match bind(plan.address) {
+            Ok(listener) => bound.push((plan.address, listener)),
+            Err(error) => {
+                let index = snapshot.document.listeners.iter().position(|l| *l.name == *plan.name).unwrap_or(0);
+                problems.push(Problem::new(
+                    format!("listeners[{index}].address"),
+                    format!("cannot listen on {}: {error} (is another process using it?)", plan.address),
+                ));
+            }
+        }
+    }
+    if problems.is_empty() {
+        Ok(BoundSockets(bound))
+    } else {
+        Err(problems)
     }
 }
 
@@ -266,15 +246,8 @@ async fn accept_loop(
                 ListenerProtocol::Https => {
                     if let Some(config) = tls {
                         let acceptor = tokio_rustls::TlsAcceptor::from(config);
-                        match tokio::time::timeout(
-                            limits.header_read_timeout.get(),
-                            acceptor.accept(stream),
-                        )
-                        .await
-                        {
-                            Ok(Ok(tls_stream)) => {
-                                serve_http(tls_stream, context, &limits, drain).await
-                            }
+                        match tokio::time::timeout(limits.header_read_timeout.get(), acceptor.accept(stream)).await {
+                            Ok(Ok(tls_stream)) => serve_http(tls_stream, context, &limits, drain).await,
                             Ok(Err(error)) => {
                                 tracing::debug!(listener = %name, %client, %error, "TLS handshake failed")
                             }
@@ -304,10 +277,7 @@ async fn serve_http<S>(
     S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
 {
     let activity = Arc::new(Activity::new());
-    let io = TokioIo::new(ActivityIo {
-        inner: stream,
-        activity: activity.clone(),
-    });
+    let io = TokioIo::new(ActivityIo { inner: stream, activity: activity.clone() });
     let mut builder = auto::Builder::new(TokioExecutor::new());
     builder
         .http1()
@@ -357,14 +327,10 @@ struct Activity {
 
 impl Activity {
     fn new() -> Self {
-        Self {
-            epoch: Instant::now(),
-            last_ms: AtomicU64::new(0),
-        }
+        Self { epoch: Instant::now(), last_ms: AtomicU64::new(0) }
     }
     fn touch(&self) {
-        self.last_ms
-            .store(self.epoch.elapsed().as_millis() as u64, Ordering::Relaxed);
+        self.last_ms.store(self.epoch.elapsed().as_millis() as u64, Ordering::Relaxed);
     }
     fn idle_for(&self) -> Duration {
         let now = self.epoch.elapsed().as_millis() as u64;
@@ -379,11 +345,7 @@ struct ActivityIo<S> {
 }
 
 impl<S: AsyncRead + Unpin> AsyncRead for ActivityIo<S> {
-    fn poll_read(
-        mut self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        buf: &mut ReadBuf<'_>,
-    ) -> Poll<io::Result<()>> {
+    fn poll_read(mut self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &mut ReadBuf<'_>) -> Poll<io::Result<()>> {
         let before = buf.filled().len();
         let polled = Pin::new(&mut self.inner).poll_read(cx, buf);
         if buf.filled().len() > before {
@@ -394,11 +356,7 @@ impl<S: AsyncRead + Unpin> AsyncRead for ActivityIo<S> {
 }
 
 impl<S: AsyncWrite + Unpin> AsyncWrite for ActivityIo<S> {
-    fn poll_write(
-        mut self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        buf: &[u8],
-    ) -> Poll<io::Result<usize>> {
+    fn poll_write(mut self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &[u8]) -> Poll<io::Result<usize>> {
         let polled = Pin::new(&mut self.inner).poll_write(cx, buf);
         if matches!(polled, Poll::Ready(Ok(n)) if n > 0) {
             self.activity.touch();

@@ -8,4 +8,4 @@ mod listener;
 mod tcp;
 pub mod tls;
 
-pub use listener::{ConnectionTracker, ListenerSet};
+pub use listener::{check_bindable, ConnectionTracker, ListenerSet};

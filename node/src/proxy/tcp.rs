@@ -25,20 +25,12 @@ pub async fn forward_tcp(mut client: TcpStream, service: Arc<ServiceRuntime>, li
     });
     let mut tried = Vec::with_capacity(MAX_CONNECT_ATTEMPTS);
     for _ in 0..MAX_CONNECT_ATTEMPTS {
-        let Some(endpoint) = service.pick(&PickRequest {
-            exclude: &tried,
-            hash_key,
-            ..PickRequest::default()
-        }) else {
+        let Some(endpoint) = service.pick(&PickRequest { exclude: &tried, hash_key, ..PickRequest::default() }) else {
             tracing::warn!(listener = %listener, service = %service.name, "no healthy endpoint for tcp connection; closing it");
             return;
         };
         tried.push(endpoint.index);
-        let connected = tokio::time::timeout(
-            connect_timeout,
-            TcpStream::connect(endpoint.address.as_str()),
-        )
-        .await;
+        let connected = tokio::time::timeout(connect_timeout, TcpStream::connect(endpoint.address.as_str())).await;
         let mut upstream = match connected {
             Ok(Ok(stream)) => stream,
             Ok(Err(error)) => {

@@ -39,9 +39,8 @@ impl ResolvesServerCert for SniResolver {
         if let Ok(server_name) = ServerName::try_from(name.as_str()) {
             for key in &self.by_subject {
                 let valid = key.end_entity_cert().ok().is_some_and(|der| {
-                    webpki::EndEntityCert::try_from(der).is_ok_and(|cert| {
-                        cert.verify_is_valid_for_subject_name(&server_name).is_ok()
-                    })
+                    webpki::EndEntityCert::try_from(der)
+                        .is_ok_and(|cert| cert.verify_is_valid_for_subject_name(&server_name).is_ok())
                 });
                 if valid {
                     return Some(key.clone());
@@ -54,35 +53,20 @@ impl ResolvesServerCert for SniResolver {
 
 /// Loads one certificate's PEM files. Problems name the certificate's path in the document.
 pub fn load_certificate(cert: &Certificate, path: &str) -> Result<Arc<CertifiedKey>, Problem> {
-    let chain: Vec<CertificateDer<'static>> = CertificateDer::pem_file_iter(&cert.cert_file)
-        .and_then(|iter| iter.collect())
-        .map_err(|e| {
-            Problem::new(
-                format!("{path}.cert_file"),
-                format!("cannot read certificates from {}: {e}", cert.cert_file),
-            )
+    let chain: Vec<CertificateDer<'static>> =
+        CertificateDer::pem_file_iter(&cert.cert_file).and_then(|iter| iter.collect()).map_err(|e| {
+            Problem::new(format!("{path}.cert_file"), format!("cannot read certificates from {}: {e}", cert.cert_file))
         })?;
     if chain.is_empty() {
-        return Err(Problem::new(
-            format!("{path}.cert_file"),
-            format!("{} holds no PEM certificate", cert.cert_file),
-        ));
+        return Err(Problem::new(format!("{path}.cert_file"), format!("{} holds no PEM certificate", cert.cert_file)));
     }
     let key = PrivateKeyDer::from_pem_file(&cert.key_file).map_err(|e| {
-        Problem::new(
-            format!("{path}.key_file"),
-            format!("cannot read a private key from {}: {e}", cert.key_file),
-        )
+        Problem::new(format!("{path}.key_file"), format!("cannot read a private key from {}: {e}", cert.key_file))
     })?;
     let provider = rustls::crypto::ring::default_provider();
     CertifiedKey::from_der(chain, key, &provider)
         .map(Arc::new)
-        .map_err(|e| {
-            Problem::new(
-                format!("{path}.key_file"),
-                format!("unusable key for {}: {e}", cert.cert_file),
-            )
-        })
+        .map_err(|e| Problem::new(format!("{path}.key_file"), format!("unusable key for {}: {e}", cert.cert_file)))
 }
 
 /// Builds the server config of one https listener from its certificates (first = default).
@@ -98,9 +82,7 @@ pub fn server_config(
         }
         for name in &cert.server_names {
             match name.strip_prefix('*') {
-                Some(suffix) => wildcard
-                    .entry(suffix.to_string())
-                    .or_insert_with(|| key.clone()),
+                Some(suffix) => wildcard.entry(suffix.to_string()).or_insert_with(|| key.clone()),
                 None => exact.entry(name.clone()).or_insert_with(|| key.clone()),
             };
         }
@@ -109,18 +91,11 @@ pub fn server_config(
         .first()
         .map(|(_, key)| key.clone())
         .ok_or_else(|| rustls::Error::General("an https listener needs a certificate".into()))?;
-    let resolver = SniResolver {
-        exact,
-        wildcard,
-        by_subject,
-        default,
-    };
-    let mut config = rustls::ServerConfig::builder_with_provider(Arc::new(
-        rustls::crypto::ring::default_provider(),
-    ))
-    .with_protocol_versions(&[&rustls::version::TLS13, &rustls::version::TLS12])?
-    .with_no_client_auth()
-    .with_cert_resolver(Arc::new(resolver));
+    let resolver = SniResolver { exact, wildcard, by_subject, default };
+    let mut config = rustls::ServerConfig::builder_with_provider(Arc::new(rustls::crypto::ring::default_provider()))
+        .with_protocol_versions(&[&rustls::version::TLS13, &rustls::version::TLS12])?
+        .with_no_client_auth()
+        .with_cert_resolver(Arc::new(resolver));
     config.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
     Ok(Arc::new(config))
 }

@@ -24,12 +24,7 @@ impl<'a> RequestView<'a> {
         let host = request
             .uri()
             .host()
-            .or_else(|| {
-                request
-                    .headers()
-                    .get(http::header::HOST)
-                    .and_then(|h| h.to_str().ok())
-            })
+            .or_else(|| request.headers().get(http::header::HOST).and_then(|h| h.to_str().ok()))
             .unwrap_or("");
         Self {
             host,
@@ -52,9 +47,7 @@ impl ValueCondition {
     fn compile(rule: &ValueMatch) -> Result<Self, regex::Error> {
         Ok(match rule {
             ValueMatch::Exact(v) | ValueMatch::Rule(ValueRule::Exact(v)) => Self::Exact(v.clone()),
-            ValueMatch::Rule(ValueRule::Regex(r)) => {
-                Self::Regex(Regex::new(&format!("^(?:{r})$"))?)
-            }
+            ValueMatch::Rule(ValueRule::Regex(r)) => Self::Regex(Regex::new(&format!("^(?:{r})$"))?),
             ValueMatch::Rule(ValueRule::Present(p)) => Self::Present(*p),
         })
     }
@@ -101,11 +94,7 @@ impl Conditions {
 
     /// Sort key: more specific first (methods, then headers, then query).
     fn specificity(&self) -> (bool, usize, usize) {
-        (
-            !self.methods.is_empty(),
-            self.headers.len(),
-            self.query.len(),
-        )
+        (!self.methods.is_empty(), self.headers.len(), self.query.len())
     }
 }
 
@@ -121,12 +110,7 @@ struct HostBucket {
 
 impl HostBucket {
     fn find(&self, request: &RequestView<'_>, conditions: &[Conditions]) -> Option<u32> {
-        let pass = |candidates: &[u32]| {
-            candidates
-                .iter()
-                .copied()
-                .find(|&i| conditions[i as usize].accepts(request))
-        };
+        let pass = |candidates: &[u32]| candidates.iter().copied().find(|&i| conditions[i as usize].accepts(request));
         if let Some(found) = self.exact.get(request.path).and_then(|c| pass(c)) {
             return Some(found);
         }
@@ -134,11 +118,7 @@ impl HostBucket {
             if len > request.path.len() || !request.path.is_char_boundary(len) {
                 continue;
             }
-            if let Some(found) = self
-                .prefixes
-                .get(&request.path[..len])
-                .and_then(|c| pass(c))
-            {
+            if let Some(found) = self.prefixes.get(&request.path[..len]).and_then(|c| pass(c)) {
                 return Some(found);
             }
         }
@@ -164,26 +144,18 @@ pub struct RouteTable<T> {
 impl<T> RouteTable<T> {
     /// Compiles routes in file order. Matchers were validated with the document, so a regex
     /// error here means a bug; it is still returned rather than panicking.
-    pub fn compile<'a>(
-        routes: impl IntoIterator<Item = (&'a RouteMatch, T)>,
-    ) -> Result<Self, regex::Error> {
+    pub fn compile<'a>(routes: impl IntoIterator<Item = (&'a RouteMatch, T)>) -> Result<Self, regex::Error> {
         let mut payloads = Vec::new();
         let mut conditions = Vec::new();
         let mut matchers = Vec::new();
         for (matcher, payload) in routes {
             conditions.push(Conditions {
-                methods: matcher
-                    .methods
-                    .iter()
-                    .filter_map(|m| Method::from_bytes(m.as_bytes()).ok())
-                    .collect(),
+                methods: matcher.methods.iter().filter_map(|m| Method::from_bytes(m.as_bytes()).ok()).collect(),
                 headers: matcher
                     .headers
                     .iter()
                     .filter_map(|(name, rule)| {
-                        let name =
-                            http::HeaderName::from_bytes(name.to_ascii_lowercase().as_bytes())
-                                .ok()?;
+                        let name = http::HeaderName::from_bytes(name.to_ascii_lowercase().as_bytes()).ok()?;
                         Some(ValueCondition::compile(rule).map(|c| (name, c)))
                     })
                     .collect::<Result<_, _>>()?,
@@ -206,10 +178,7 @@ impl<T> RouteTable<T> {
             match matcher.host.as_deref().map(str::to_ascii_lowercase) {
                 None => any_host.push(i),
                 Some(host) => match host.strip_prefix('*') {
-                    Some(suffix) => wildcard_hosts
-                        .entry(suffix.to_string())
-                        .or_default()
-                        .push(i),
+                    Some(suffix) => wildcard_hosts.entry(suffix.to_string()).or_default().push(i),
                     None => exact_hosts.entry(host).or_default().push(i),
                 },
             }
@@ -241,28 +210,20 @@ impl<T> RouteTable<T> {
     /// The most specific route accepting the request, if any.
     pub fn find(&self, request: &RequestView<'_>) -> Option<&T> {
         let host = normalize_host(request.host);
-        if let Some(found) = self
-            .exact_hosts
-            .get(host.as_ref())
-            .and_then(|b| b.find(request, &self.conditions))
-        {
+        if let Some(found) = self.exact_hosts.get(host.as_ref()).and_then(|b| b.find(request, &self.conditions)) {
             return self.payloads.get(found as usize);
         }
         if !self.wildcard_hosts.is_empty() {
             // Longest suffix first: the suffix starting at the first dot is the longest.
             for (dot, _) in host.match_indices('.') {
-                if let Some(found) = self
-                    .wildcard_hosts
-                    .get(&host[dot..])
-                    .and_then(|b| b.find(request, &self.conditions))
+                if let Some(found) =
+                    self.wildcard_hosts.get(&host[dot..]).and_then(|b| b.find(request, &self.conditions))
                 {
                     return self.payloads.get(found as usize);
                 }
             }
         }
-        self.any_host
-            .find(request, &self.conditions)
-            .and_then(|found| self.payloads.get(found as usize))
+        self.any_host.find(request, &self.conditions).and_then(|found| self.payloads.get(found as usize))
     }
 }
 
@@ -280,44 +241,23 @@ fn build_bucket(
         } else if let Some(regex) = &matcher.path_regex {
             regexes.push((regex.as_str(), i));
         } else {
-            let prefix = matcher
-                .path_prefix
-                .clone()
-                .unwrap_or_else(|| "/".to_string());
+            let prefix = matcher.path_prefix.clone().unwrap_or_else(|| "/".to_string());
             bucket.prefixes.entry(prefix).or_default().push(i);
         }
     }
     // Within one path key: most specific conditions first, then file order (stable sort).
-    for group in bucket
-        .exact
-        .values_mut()
-        .chain(bucket.prefixes.values_mut())
-    {
-        group.sort_by(|a, b| {
-            conditions[*b as usize]
-                .specificity()
-                .cmp(&conditions[*a as usize].specificity())
-        });
+    for group in bucket.exact.values_mut().chain(bucket.prefixes.values_mut()) {
+        group.sort_by(|a, b| conditions[*b as usize].specificity().cmp(&conditions[*a as usize].specificity()));
     }
     // Regex routes keep file order, except that routes with the same regex are ordered by
     // specificity like the other path kinds: group by the regex's first appearance.
     let first_seen = |pattern: &str| regexes.iter().position(|(p, _)| *p == pattern).unwrap_or(0);
-    let mut ordered: Vec<(usize, &str, u32)> = regexes
-        .iter()
-        .map(|&(p, i)| (first_seen(p), p, i))
-        .collect();
+    let mut ordered: Vec<(usize, &str, u32)> = regexes.iter().map(|&(p, i)| (first_seen(p), p, i)).collect();
     ordered.sort_by(|a, b| {
-        a.0.cmp(&b.0).then_with(|| {
-            conditions[b.2 as usize]
-                .specificity()
-                .cmp(&conditions[a.2 as usize].specificity())
-        })
+        a.0.cmp(&b.0).then_with(|| conditions[b.2 as usize].specificity().cmp(&conditions[a.2 as usize].specificity()))
     });
     bucket.regex_routes = ordered.iter().map(|&(_, _, i)| i).collect();
-    let patterns: Vec<String> = ordered
-        .iter()
-        .map(|(_, p, _)| format!("^(?:{p})$"))
-        .collect();
+    let patterns: Vec<String> = ordered.iter().map(|(_, p, _)| format!("^(?:{p})$")).collect();
     let mut lengths: Vec<usize> = bucket.prefixes.keys().map(String::len).collect();
     lengths.sort_unstable_by(|a, b| b.cmp(a));
     lengths.dedup();
@@ -331,8 +271,7 @@ fn build_bucket(
 /// Lower-cases the host and drops a port (`API.example.com:8080` → `api.example.com`).
 fn normalize_host(host: &str) -> Cow<'_, str> {
     let without_port = if host.starts_with('[') {
-        host.split_once(']')
-            .map_or(host, |(h, _)| &host[..h.len() + 1])
+        host.split_once(']').map_or(host, |(h, _)| &host[..h.len() + 1])
     } else {
         host.rsplit_once(':').map_or(host, |(h, _)| h)
     };

@@ -7,8 +7,7 @@ use super::*;
 
 fn table(yaml: &str) -> (Document, RouteTable<String>) {
     let doc = parse_document(yaml).unwrap_or_else(|e| panic!("{e}"));
-    let table = RouteTable::compile(doc.routes.iter().map(|r| (&r.matcher, r.name.clone())))
-        .expect("compiles");
+    let table = RouteTable::compile(doc.routes.iter().map(|r| (&r.matcher, r.name.clone()))).expect("compiles");
     (doc, table)
 }
 
@@ -28,15 +27,7 @@ fn find<'t>(
         map.insert(*name, HeaderValue::from_str(value).expect("header value"));
     }
     let method = Method::from_bytes(method.as_bytes()).expect("method");
-    table
-        .find(&RequestView {
-            host,
-            path,
-            query,
-            method: &method,
-            headers: &map,
-        })
-        .map(String::as_str)
+    table.find(&RequestView { host, path, query, method: &method, headers: &map }).map(String::as_str)
 }
 
 const ROUTES: &str = r#"
@@ -65,16 +56,7 @@ fn precedence() {
     assert_eq!(get("api.example.com", "/api/x"), Some("api-prefix"));
     assert_eq!(get("API.Example.com:8080", "/api/x"), Some("api-prefix"));
     assert_eq!(get("api.example.com", "/users/42"), Some("regex"));
-    assert_eq!(
-        find(
-            &t,
-            "GET",
-            "api.example.com",
-            "/users/42",
-            &[("x-admin", "1")]
-        ),
-        Some("regex-admin")
-    );
+    assert_eq!(find(&t, "GET", "api.example.com", "/users/42", &[("x-admin", "1")]), Some("regex-admin"));
     // The regex must match the whole path; otherwise the wildcard tier answers.
     assert_eq!(get("api.example.com", "/users/42/x"), Some("wild"));
     assert_eq!(get("www.example.com", "/x"), Some("wild"));
@@ -86,67 +68,16 @@ fn precedence() {
 #[test]
 fn headers_methods_and_query() {
     let (_, t) = table(ROUTES);
-    assert_eq!(
-        find(
-            &t,
-            "GET",
-            "api.example.com",
-            "/api/x",
-            &[("x-canary", "true")]
-        ),
-        Some("api-canary")
-    );
-    assert_eq!(
-        find(
-            &t,
-            "GET",
-            "api.example.com",
-            "/api/x",
-            &[("x-canary", "false")]
-        ),
-        Some("api-prefix")
-    );
+    assert_eq!(find(&t, "GET", "api.example.com", "/api/x", &[("x-canary", "true")]), Some("api-canary"));
+    assert_eq!(find(&t, "GET", "api.example.com", "/api/x", &[("x-canary", "false")]), Some("api-prefix"));
     // Methods outrank headers: both match, the route with methods wins.
-    assert_eq!(
-        find(
-            &t,
-            "POST",
-            "api.example.com",
-            "/api/x",
-            &[("x-canary", "true")]
-        ),
-        Some("api-post")
-    );
-    assert_eq!(
-        find(&t, "GET", "x.org", "/search?q=rust&lang=en", &[]),
-        Some("query")
-    );
-    assert_eq!(
-        find(&t, "GET", "x.org", "/search?lang=en", &[]),
-        Some("any-root")
-    );
-    assert_eq!(
-        find(&t, "GET", "x.org", "/search?q=a%20b&lang=e%6E", &[]),
-        Some("query")
-    );
-    assert_eq!(
-        find(&t, "GET", "x.org", "/h", &[("x-user", "admin")]),
-        Some("header-regex")
-    );
-    assert_eq!(
-        find(
-            &t,
-            "GET",
-            "x.org",
-            "/h",
-            &[("x-user", "admin"), ("x-debug", "1")]
-        ),
-        Some("any-root")
-    );
-    assert_eq!(
-        find(&t, "GET", "x.org", "/h", &[("x-user", "root")]),
-        Some("any-root")
-    );
+    assert_eq!(find(&t, "POST", "api.example.com", "/api/x", &[("x-canary", "true")]), Some("api-post"));
+    assert_eq!(find(&t, "GET", "x.org", "/search?q=rust&lang=en", &[]), Some("query"));
+    assert_eq!(find(&t, "GET", "x.org", "/search?lang=en", &[]), Some("any-root"));
+    assert_eq!(find(&t, "GET", "x.org", "/search?q=a%20b&lang=e%6E", &[]), Some("query"));
+    assert_eq!(find(&t, "GET", "x.org", "/h", &[("x-user", "admin")]), Some("header-regex"));
+    assert_eq!(find(&t, "GET", "x.org", "/h", &[("x-user", "admin"), ("x-debug", "1")]), Some("any-root"));
+    assert_eq!(find(&t, "GET", "x.org", "/h", &[("x-user", "root")]), Some("any-root"));
 }
 
 #[test]
@@ -164,9 +95,7 @@ routes: [ { name: only, match: { host: a.com, path: /x }, to: [ { service: s } ]
 
 #[test]
 fn thousand_routes_match_the_right_one() {
-    let mut yaml = String::from(
-        "services: [ { name: s, endpoints: [ { address: \"127.0.0.1:1\" } ] } ]\nroutes:\n",
-    );
+    let mut yaml = String::from("services: [ { name: s, endpoints: [ { address: \"127.0.0.1:1\" } ] } ]\nroutes:\n");
     for i in 0..1000 {
         yaml.push_str(&format!(
             "  - {{ name: r{i}, match: {{ host: h{}.example.com, path_prefix: /svc{i} }}, to: [ {{ service: s }} ] }}\n",
@@ -175,18 +104,9 @@ fn thousand_routes_match_the_right_one() {
     }
     let (_, t) = table(&yaml);
     assert_eq!(t.len(), 1000);
-    assert_eq!(
-        find(&t, "GET", "h7.example.com", "/svc997/a", &[]),
-        Some("r997")
-    );
+    assert_eq!(find(&t, "GET", "h7.example.com", "/svc997/a", &[]), Some("r997"));
     // /svc99 is a prefix of /svc997 but lives under another host.
-    assert_eq!(
-        find(&t, "GET", "h9.example.com", "/svc99/x", &[]),
-        Some("r99")
-    );
-    assert_eq!(
-        find(&t, "GET", "h9.example.com", "/svc999x", &[]),
-        Some("r999")
-    );
+    assert_eq!(find(&t, "GET", "h9.example.com", "/svc99/x", &[]), Some("r99"));
+    assert_eq!(find(&t, "GET", "h9.example.com", "/svc999x", &[]), Some("r999"));
     assert_eq!(find(&t, "GET", "h1.example.com", "/svc2", &[]), None);
 }

@@ -64,6 +64,35 @@ pub struct Metrics {
     rejected_connections: Family<ListenerLabels, Counter>,
     reloads: Family<ResultLabels, Counter>,
     revision: Gauge,
+    cluster: ClusterGauges,
+}
+
+/// Raft and fabric figures, set from a [`ClusterView`] at scrape time.
+#[derive(Debug, Default)]
+struct ClusterGauges {
+    term: Gauge,
+    is_leader: Gauge,
+    last_log_index: Gauge,
+    applied_index: Gauge,
+    committed_revision: Gauge,
+    voters: Gauge,
+    learners: Gauge,
+    fabric_refused: Gauge,
+    fabric_bad_frames: Gauge,
+}
+
+/// What the cluster reports to `/metrics`.
+#[derive(Debug, Default, Clone, Copy)]
+pub struct ClusterView {
+    pub term: u64,
+    pub is_leader: bool,
+    pub last_log_index: u64,
+    pub applied_index: u64,
+    pub committed_revision: u64,
+    pub voters: u64,
+    pub learners: u64,
+    pub fabric_refused_connections: u64,
+    pub fabric_bad_frames: u64,
 }
 
 /// Handles for one route, made at compile time.
@@ -86,25 +115,15 @@ impl Default for Metrics {
     fn default() -> Self {
         let mut registry = Registry::with_prefix("gantry");
         let requests = Family::<RequestLabels, Counter>::default();
-        registry.register(
-            "http_requests",
-            "HTTP requests answered, by route and status class",
-            requests.clone(),
-        );
-        let latency = HistogramFamily::<RouteLabels>::new_with_constructor(
-            latency_histogram as fn() -> Histogram,
-        );
+        registry.register("http_requests", "HTTP requests answered, by route and status class", requests.clone());
+        let latency = HistogramFamily::<RouteLabels>::new_with_constructor(latency_histogram as fn() -> Histogram);
         registry.register(
             "http_request_duration_seconds",
             "Time from request to response headers, by route",
             latency.clone(),
         );
         let retries = Family::<RouteLabels, Counter>::default();
-        registry.register(
-            "upstream_retries",
-            "Retries sent upstream, by route",
-            retries.clone(),
-        );
+        registry.register("upstream_retries", "Retries sent upstream, by route", retries.clone());
         let endpoint_healthy = Family::<EndpointLabels, Gauge>::default();
         registry.register(
             "upstream_endpoint_healthy",
@@ -130,16 +149,38 @@ impl Default for Metrics {
             rejected_connections.clone(),
         );
         let reloads = Family::<ResultLabels, Counter>::default();
-        registry.register(
-            "config_reloads",
-            "Config loads by result (ok or failed)",
-            reloads.clone(),
-        );
+        registry.register("config_reloads", "Config loads by result (ok or failed)", reloads.clone());
         let revision = Gauge::default();
+        registry.register("config_revision", "Config revision this node serves", revision.clone());
+        let cluster = ClusterGauges::default();
+        registry.register("raft_term", "Current Raft term", cluster.term.clone());
+        registry.register("raft_is_leader", "1 when this node is the Raft leader", cluster.is_leader.clone());
         registry.register(
-            "config_revision",
-            "Config revision this node serves",
-            revision.clone(),
+            "raft_last_log_index",
+            "Index of the last Raft log entry here",
+            cluster.last_log_index.clone(),
+        );
+        registry.register(
+            "raft_applied_index",
+            "Index of the last Raft entry applied here",
+            cluster.applied_index.clone(),
+        );
+        registry.register(
+            "config_committed_revision",
+            "Latest config revision applied to the replicated state here",
+            cluster.committed_revision.clone(),
+        );
+        registry.register("raft_voters", "Voters in the Raft membership", cluster.voters.clone());
+        registry.register("raft_learners", "Learners in the Raft membership", cluster.learners.clone());
+        registry.register(
+            "fabric_refused_connections",
+            "Fabric connections refused (no member certificate, or a removed node)",
+            cluster.fabric_refused.clone(),
+        );
+        registry.register(
+            "fabric_bad_frames",
+            "Fabric frames dropped because they did not decode",
+            cluster.fabric_bad_frames.clone(),
         );
         Self {
             registry,
@@ -152,6 +193,7 @@ impl Default for Metrics {
             rejected_connections,
             reloads,
             revision,
+            cluster,
         }
     }
 }
@@ -163,14 +205,9 @@ impl Metrics {
 
     pub fn route(&self, route: &str) -> RouteMetrics {
         let by_class = CODE_CLASSES.map(|code_class| {
-            self.requests.get_or_create_owned(&RequestLabels {
-                route: route.to_string(),
-                code_class,
-            })
+            self.requests.get_or_create_owned(&RequestLabels { route: route.to_string(), code_class })
         });
-        let labels = RouteLabels {
-            route: route.to_string(),
-        };
+        let labels = RouteLabels { route: route.to_string() };
         RouteMetrics {
             by_class,
             latency: self.latency.get_or_create_owned(&labels),
@@ -179,46 +216,44 @@ impl Metrics {
     }
 
     pub fn set_endpoint_health(&self, service: &str, endpoint: &Endpoint) {
-        let labels = EndpointLabels {
-            service: service.to_string(),
-            endpoint: endpoint.address.clone(),
-        };
-        self.endpoint_healthy
-            .get_or_create(&labels)
-            .set(i64::from(endpoint.health.is_available()));
+        let labels = EndpointLabels { service: service.to_string(), endpoint: endpoint.address.clone() };
+        self.endpoint_healthy.get_or_create(&labels).set(i64::from(endpoint.health.is_available()));
     }
 
     pub fn ejected(&self, service: &str, endpoint: &Endpoint) {
-        self.ejections
-            .get_or_create(&ServiceLabels {
-                service: service.to_string(),
-            })
-            .inc();
+        self.ejections.get_or_create(&ServiceLabels { service: service.to_string() }).inc();
         self.set_endpoint_health(service, endpoint);
     }
 
     pub fn listener_connections(&self, listener: &str) -> Gauge {
-        self.open_connections.get_or_create_owned(&ListenerLabels {
-            listener: listener.to_string(),
-        })
+        self.open_connections.get_or_create_owned(&ListenerLabels { listener: listener.to_string() })
     }
 
     pub fn listener_rejections(&self, listener: &str) -> Counter {
-        self.rejected_connections
-            .get_or_create_owned(&ListenerLabels {
-                listener: listener.to_string(),
-            })
+        self.rejected_connections.get_or_create_owned(&ListenerLabels { listener: listener.to_string() })
     }
 
     pub fn reload(&self, ok: bool, revision: u64) {
-        self.reloads
-            .get_or_create(&ResultLabels {
-                result: if ok { "ok" } else { "failed" },
-            })
-            .inc();
+        self.reloads.get_or_create(&ResultLabels { result: if ok { "ok" } else { "failed" } }).inc();
         if ok {
             self.revision.set(revision as i64);
         }
+    }
+
+    pub fn set_cluster(&self, view: ClusterView) {
+        let gauges = &self.cluster;
+        let set = |gauge: &Gauge, value: u64| {
+            gauge.set(i64::try_from(value).unwrap_or(i64::MAX));
+        };
+        set(&gauges.term, view.term);
+        set(&gauges.is_leader, u64::from(view.is_leader));
+        set(&gauges.last_log_index, view.last_log_index);
+        set(&gauges.applied_index, view.applied_index);
+        set(&gauges.committed_revision, view.committed_revision);
+        set(&gauges.voters, view.voters);
+        set(&gauges.learners, view.learners);
+        set(&gauges.fabric_refused, view.fabric_refused_connections);
+        set(&gauges.fabric_bad_frames, view.fabric_bad_frames);
     }
 
     /// Prometheus text exposition format.

@@ -40,9 +40,7 @@ impl UpstreamClient {
         if service.protocol == UpstreamProtocol::Http2 {
             builder.http2_only(true);
         }
-        Self {
-            client: builder.build(connector),
-        }
+        Self { client: builder.build(connector) }
     }
 
     pub async fn send(

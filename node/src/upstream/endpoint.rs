@@ -100,25 +100,19 @@ impl EndpointHealth {
         match outcome {
             Outcome::Success => {
                 self.consecutive_5xx.store(0, Ordering::Relaxed);
-                self.consecutive_gateway_failures
-                    .store(0, Ordering::Relaxed);
+                self.consecutive_gateway_failures.store(0, Ordering::Relaxed);
                 false
             }
             Outcome::ServerError => {
-                self.consecutive_gateway_failures
-                    .store(0, Ordering::Relaxed);
+                self.consecutive_gateway_failures.store(0, Ordering::Relaxed);
                 let n = self.consecutive_5xx.fetch_add(1, Ordering::Relaxed) + 1;
                 policy.consecutive_5xx > 0 && n >= policy.consecutive_5xx
             }
             Outcome::GatewayFailure => {
                 let n5 = self.consecutive_5xx.fetch_add(1, Ordering::Relaxed) + 1;
-                let ng = self
-                    .consecutive_gateway_failures
-                    .fetch_add(1, Ordering::Relaxed)
-                    + 1;
+                let ng = self.consecutive_gateway_failures.fetch_add(1, Ordering::Relaxed) + 1;
                 (policy.consecutive_5xx > 0 && n5 >= policy.consecutive_5xx)
-                    || (policy.consecutive_gateway_failure > 0
-                        && ng >= policy.consecutive_gateway_failure)
+                    || (policy.consecutive_gateway_failure > 0 && ng >= policy.consecutive_gateway_failure)
             }
         }
     }
@@ -130,8 +124,7 @@ impl EndpointHealth {
         let until = self.now_ms() + duration.as_millis() as u64;
         self.ejected_until_ms.store(until.max(1), Ordering::Relaxed);
         self.consecutive_5xx.store(0, Ordering::Relaxed);
-        self.consecutive_gateway_failures
-            .store(0, Ordering::Relaxed);
+        self.consecutive_gateway_failures.store(0, Ordering::Relaxed);
         duration
     }
 
@@ -139,9 +132,7 @@ impl EndpointHealth {
     /// ejection count lowered by one, so old ejections stop lengthening new ones.
     pub fn decay_ejections(&self) {
         if !self.is_ejected() {
-            let _ = self
-                .times_ejected
-                .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |t| t.checked_sub(1));
+            let _ = self.times_ejected.fetch_update(Ordering::Relaxed, Ordering::Relaxed, |t| t.checked_sub(1));
         }
     }
 }

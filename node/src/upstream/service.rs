@@ -45,10 +45,7 @@ struct Pool {
 impl Pool {
     fn new(policy: LbPolicy, endpoints: Vec<Arc<Endpoint>>) -> Self {
         let balancer = Balancer::new(policy, &endpoints);
-        Self {
-            endpoints,
-            balancer,
-        }
+        Self { endpoints, balancer }
     }
 }
 
@@ -60,10 +57,7 @@ pub struct HealthRegistry {
 
 impl HealthRegistry {
     /// The state of every endpoint of `document`, reusing what the installed revision has.
-    pub fn adopt(
-        &self,
-        document: &config::Document,
-    ) -> HashMap<(String, String), Arc<EndpointHealth>> {
+    pub fn adopt(&self, document: &config::Document) -> HashMap<(String, String), Arc<EndpointHealth>> {
         let entries = match self.entries.lock() {
             Ok(guard) => guard,
             Err(poisoned) => poisoned.into_inner(),
@@ -83,11 +77,7 @@ impl HealthRegistry {
     pub fn remember(&self, services: &HashMap<String, Arc<ServiceRuntime>>) {
         let next = services
             .values()
-            .flat_map(|s| {
-                s.endpoints
-                    .iter()
-                    .map(|e| ((s.name.clone(), e.address.clone()), e.health.clone()))
-            })
+            .flat_map(|s| s.endpoints.iter().map(|e| ((s.name.clone(), e.address.clone()), e.health.clone())))
             .collect();
         match self.entries.lock() {
             Ok(mut guard) => *guard = next,
@@ -143,20 +133,14 @@ impl ServiceRuntime {
                     weight: e.weight,
                     zone: e.zone.clone(),
                     subset: e.subset.clone(),
-                    health: health
-                        .get(&(service.name.clone(), e.address.clone()))
-                        .cloned()
-                        .unwrap_or_default(),
+                    health: health.get(&(service.name.clone(), e.address.clone())).cloned().unwrap_or_default(),
                 })
             })
             .collect();
         let mut by_subset: HashMap<String, Vec<Arc<Endpoint>>> = HashMap::new();
         for endpoint in &endpoints {
             if let Some(subset) = &endpoint.subset {
-                by_subset
-                    .entry(subset.clone())
-                    .or_default()
-                    .push(endpoint.clone());
+                by_subset.entry(subset.clone()).or_default().push(endpoint.clone());
             }
         }
         let hash_on = match (service.lb, &service.hash_on) {
@@ -166,10 +150,7 @@ impl ServiceRuntime {
         Self {
             name: service.name.clone(),
             all: Pool::new(service.lb, endpoints.clone()),
-            subsets: by_subset
-                .into_iter()
-                .map(|(name, members)| (name, Pool::new(service.lb, members)))
-                .collect(),
+            subsets: by_subset.into_iter().map(|(name, members)| (name, Pool::new(service.lb, members))).collect(),
             endpoints,
             hash_on,
             sticky: service.sticky.clone(),
@@ -216,30 +197,18 @@ impl ServiceRuntime {
             }
         }
         pool.balancer
-            .pick(
-                &pool.endpoints,
-                |i| usable(&pool.endpoints[i]),
-                request.hash_key,
-            )
+            .pick(&pool.endpoints, |i| usable(&pool.endpoints[i]), request.hash_key)
             .map(|i| pool.endpoints[i].clone())
     }
 
     /// Feeds a request outcome to outlier detection, ejecting the endpoint when it crossed a
     /// threshold and the service's cap allows. Returns the ejection length when it ejected.
-    pub fn record_outcome(
-        &self,
-        endpoint: &Endpoint,
-        outcome: Outcome,
-    ) -> Option<std::time::Duration> {
+    pub fn record_outcome(&self, endpoint: &Endpoint, outcome: Outcome) -> Option<std::time::Duration> {
         let policy = self.outlier.as_ref()?;
         if !endpoint.health.record(outcome, policy) || endpoint.health.is_ejected() {
             return None;
         }
-        let ejected = self
-            .endpoints
-            .iter()
-            .filter(|e| e.health.is_ejected())
-            .count();
+        let ejected = self.endpoints.iter().filter(|e| e.health.is_ejected()).count();
         if ejected >= self.max_ejected(policy) {
             return None;
         }

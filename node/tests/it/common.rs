@@ -23,10 +23,7 @@ use tokio::task::JoinSet;
 /// A port free right now on 127.0.0.1 (the kernel may hand it out again later; tests use it
 /// at once).
 pub fn free_port() -> u16 {
-    StdListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .map(|a| a.port())
-        .expect("a free port")
+    StdListener::bind("127.0.0.1:0").and_then(|l| l.local_addr()).map(|a| a.port()).expect("a free port")
 }
 
 pub fn free_addr() -> SocketAddr {
@@ -88,12 +85,7 @@ impl Backend {
                 });
             }
         });
-        Backend {
-            name: name.to_string(),
-            addr,
-            state,
-            tasks,
-        }
+        Backend { name: name.to_string(), addr, state, tasks }
     }
 
     /// Stops listening and drops every open connection, as a crashed process would.
@@ -114,9 +106,7 @@ impl Backend {
     }
 
     pub fn set_delay(&self, delay: Duration) {
-        self.state
-            .delay_ms
-            .store(delay.as_millis() as u64, Ordering::Relaxed);
+        self.state.delay_ms.store(delay.as_millis() as u64, Ordering::Relaxed);
     }
 }
 
@@ -135,10 +125,7 @@ async fn respond(
     if path == "/health" {
         state.health_hits.fetch_add(1, Ordering::Relaxed);
         let status = state.health_status.load(Ordering::Relaxed);
-        return Ok(http::Response::builder()
-            .status(status)
-            .body(Full::new(Bytes::from("health")))
-            .expect("response"));
+        return Ok(http::Response::builder().status(status).body(Full::new(Bytes::from("health"))).expect("response"));
     }
     state.hits.fetch_add(1, Ordering::Relaxed);
     *state.last_headers.lock().expect("lock") = Some(request.headers().clone());
@@ -150,20 +137,13 @@ async fn respond(
     let body = match path.as_str() {
         "/echo" => request.into_body().collect().await?.to_bytes(),
         "/headers" => {
-            let map: BTreeMap<String, String> = request
-                .headers()
-                .iter()
-                .map(|(k, v)| (k.to_string(), v.to_str().unwrap_or("").to_string()))
-                .collect();
+            let map: BTreeMap<String, String> =
+                request.headers().iter().map(|(k, v)| (k.to_string(), v.to_str().unwrap_or("").to_string())).collect();
             Bytes::from(serde_json::to_string(&map).expect("json"))
         }
         _ => Bytes::from(name.clone()),
     };
-    Ok(http::Response::builder()
-        .status(status)
-        .header("x-backend", name)
-        .body(Full::new(body))
-        .expect("response"))
+    Ok(http::Response::builder().status(status).header("x-backend", name).body(Full::new(body)).expect("response"))
 }
 
 /// A `gantry run` process with its own temp dir, killed (by pid) on drop.
@@ -200,14 +180,8 @@ impl Gantry {
         let child = Command::new(env!("CARGO_BIN_EXE_gantry"))
             .args(["run", "-c"])
             .arg(&config_path)
-            .args([
-                "--http",
-                &http.to_string(),
-                "--admin",
-                &admin.to_string(),
-                "--https",
-                &free_addr().to_string(),
-            ])
+            .args(["--http", &http.to_string(), "--admin", &admin.to_string(), "--https", &free_addr().to_string()])
+            .args(["--fabric", &free_addr().to_string()])
             .arg("--data-dir")
             .arg(dir.path().join("data"))
             .args(extra)
@@ -217,14 +191,7 @@ impl Gantry {
             .stderr(log)
             .spawn()
             .expect("spawn gantry");
-        Gantry {
-            child: Some(child),
-            http,
-            admin,
-            dir,
-            config_path,
-            log_path,
-        }
+        Gantry { child: Some(child), http, admin, dir, config_path, log_path }
     }
 
     pub fn pid(&self) -> u32 {
@@ -248,11 +215,7 @@ impl Gantry {
                     return;
                 }
             }
-            assert!(
-                Instant::now() < deadline,
-                "gantry not ready in time:\n{}",
-                self.log()
-            );
+            assert!(Instant::now() < deadline, "gantry not ready in time:\n{}", self.log());
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
     }
@@ -277,10 +240,8 @@ impl Gantry {
     }
 
     pub fn signal(&self, signal: &str) {
-        let status = Command::new("kill")
-            .args([&format!("-{signal}"), &self.pid().to_string()])
-            .status()
-            .expect("kill");
+        let status =
+            Command::new("kill").args([&format!("-{signal}"), &self.pid().to_string()]).status().expect("kill");
         assert!(status.success());
     }
 
@@ -293,16 +254,12 @@ impl Gantry {
     }
 
     pub async fn status(&self) -> serde_json::Value {
-        let response = get(&format!("http://{}/v1/status", self.admin))
-            .await
-            .expect("status");
+        let response = get(&format!("http://{}/v1/status", self.admin)).await.expect("status");
         serde_json::from_slice(&response.body).expect("status json")
     }
 
     pub async fn revision(&self) -> u64 {
-        self.status().await["config"]["revision"]
-            .as_u64()
-            .unwrap_or(0)
+        self.status().await["config"]["revision"].as_u64().unwrap_or(0)
     }
 
     /// Waits until the last reload attempt is at least `at_least_ms` (unix ms) old, i.e. the
@@ -311,26 +268,16 @@ impl Gantry {
         let deadline = Instant::now() + Duration::from_secs(10);
         loop {
             let status = self.status().await;
-            if status["config"]["last_reload"]["at_unix_ms"]
-                .as_u64()
-                .unwrap_or(0)
-                >= since_unix_ms
-            {
+            if status["config"]["last_reload"]["at_unix_ms"].as_u64().unwrap_or(0) >= since_unix_ms {
                 return status["config"]["last_reload"].clone();
             }
-            assert!(
-                Instant::now() < deadline,
-                "reload not processed:\n{}",
-                self.log()
-            );
+            assert!(Instant::now() < deadline, "reload not processed:\n{}", self.log());
             tokio::time::sleep(Duration::from_millis(25)).await;
         }
     }
 
     pub async fn metrics(&self) -> String {
-        let response = get(&format!("http://{}/metrics", self.admin))
-            .await
-            .expect("metrics");
+        let response = get(&format!("http://{}/metrics", self.admin)).await.expect("metrics");
         String::from_utf8_lossy(&response.body).into_owned()
     }
 }
@@ -349,10 +296,7 @@ impl Drop for Gantry {
 }
 
 pub fn now_unix_ms() -> u64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_millis() as u64)
-        .unwrap_or(0)
+    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_millis() as u64).unwrap_or(0)
 }
 
 #[derive(Debug)]
@@ -374,10 +318,7 @@ impl Reply {
     }
 }
 
-type Client = hyper_util::client::legacy::Client<
-    hyper_util::client::legacy::connect::HttpConnector,
-    Full<Bytes>,
->;
+type Client = hyper_util::client::legacy::Client<hyper_util::client::legacy::connect::HttpConnector, Full<Bytes>>;
 
 pub fn client() -> Client {
     hyper_util::client::legacy::Client::builder(TokioExecutor::new()).build_http()
@@ -409,17 +350,8 @@ pub async fn request(
         .map_err(|e| format!("{e:?}"))?;
     let status = response.status().as_u16();
     let headers = response.headers().clone();
-    let body = response
-        .into_body()
-        .collect()
-        .await
-        .map_err(|e| e.to_string())?
-        .to_bytes();
-    Ok(Reply {
-        status,
-        headers,
-        body,
-    })
+    let body = response.into_body().collect().await.map_err(|e| e.to_string())?.to_bytes();
+    Ok(Reply { status, headers, body })
 }
 
 /// Polls `check` until it holds or `within` passes.
@@ -433,10 +365,7 @@ where
         if check().await {
             return;
         }
-        assert!(
-            Instant::now() < deadline,
-            "not true within {within:?}: {what}"
-        );
+        assert!(Instant::now() < deadline, "not true within {within:?}: {what}");
         tokio::time::sleep(Duration::from_millis(25)).await;
     }
 }
@@ -446,9 +375,7 @@ pub async fn spread(url: &str, n: usize, headers: &[(&str, &str)]) -> BTreeMap<S
     let client = client();
     let mut counts = BTreeMap::new();
     for _ in 0..n {
-        let reply = request(&client, http::Method::GET, url, headers, Bytes::new())
-            .await
-            .expect("request");
+        let reply = request(&client, http::Method::GET, url, headers, Bytes::new()).await.expect("request");
         let name = reply.header("x-backend").unwrap_or("none").to_string();
         *counts.entry(name).or_insert(0) += 1;
     }

@@ -17,6 +17,8 @@ async fn demo_serves_and_cleans_up() {
             &http.to_string(),
             "--admin",
             &admin.to_string(),
+            "--fabric",
+            &free_addr().to_string(),
         ])
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
@@ -25,10 +27,7 @@ async fn demo_serves_and_cleans_up() {
         .expect("spawn demo");
     let pid = demo.id();
     eventually(Duration::from_secs(20), "demo ready", || async move {
-        get(&format!("http://{admin}/readyz"))
-            .await
-            .map(|r| r.status == 200)
-            .unwrap_or(false)
+        get(&format!("http://{admin}/readyz")).await.map(|r| r.status == 200).unwrap_or(false)
     })
     .await;
     let mut seen = std::collections::BTreeSet::new();
@@ -39,22 +38,13 @@ async fn demo_serves_and_cleans_up() {
         assert_eq!(body["zone"], "a", "zone-local routing: {body}");
         seen.insert(body["backend"].as_str().unwrap_or("").to_string());
     }
-    assert_eq!(
-        seen.len(),
-        2,
-        "round robin over both zone-a backends: {seen:?}"
-    );
-    let zone_b = get_with(&format!("http://{http}/"), &[("x-zone", "b")])
-        .await
-        .expect("zone b");
+    assert_eq!(seen.len(), 2, "round robin over both zone-a backends: {seen:?}");
+    let zone_b = get_with(&format!("http://{http}/"), &[("x-zone", "b")]).await.expect("zone b");
     assert_eq!(zone_b.json()["zone"], "b");
 
     let demo_dir = std::env::temp_dir().join(format!("gantry-demo-{pid}"));
     assert!(demo_dir.exists());
-    let status = Command::new("kill")
-        .args(["-INT", &pid.to_string()])
-        .status()
-        .expect("kill");
+    let status = Command::new("kill").args(["-INT", &pid.to_string()]).status().expect("kill");
     assert!(status.success());
     let mut exited = None;
     for _ in 0..200 {
@@ -68,13 +58,7 @@ async fn demo_serves_and_cleans_up() {
         let _ = demo.kill();
         let _ = demo.wait();
     }
-    assert!(
-        exited.is_some_and(|s| s.success()),
-        "demo exits cleanly on Ctrl-C: {exited:?}"
-    );
+    assert!(exited.is_some_and(|s| s.success()), "demo exits cleanly on Ctrl-C: {exited:?}");
     assert!(!demo_dir.exists(), "demo removed its files");
-    assert!(
-        get(&format!("http://{http}/")).await.is_err(),
-        "the node stopped too"
-    );
+    assert!(get(&format!("http://{http}/")).await.is_err(), "the node stopped too");
 }

@@ -24,10 +24,7 @@ routes: [ {{ name: all, to: [ {{ service: s }} ] }} ]
     let gantry = Gantry::start(&yaml).await;
     let url = gantry.url("/");
     eventually(Duration::from_secs(5), "checks running", || async {
-        a.state
-            .health_hits
-            .load(std::sync::atomic::Ordering::Relaxed)
-            >= 2
+        a.state.health_hits.load(std::sync::atomic::Ordering::Relaxed) >= 2
     })
     .await;
 
@@ -35,10 +32,10 @@ routes: [ {{ name: all, to: [ {{ service: s }} ] }} ]
     eventually(Duration::from_secs(5), "a ejected", || {
         let gantry = &gantry;
         async move {
-            gantry.metrics().await.contains(&format!(
-                "gantry_upstream_endpoint_healthy{{service=\"s\",endpoint=\"{}\"}} 0",
-                a.addr
-            ))
+            gantry
+                .metrics()
+                .await
+                .contains(&format!("gantry_upstream_endpoint_healthy{{service=\"s\",endpoint=\"{}\"}} 0", a.addr))
         }
     })
     .await;
@@ -52,14 +49,8 @@ routes: [ {{ name: all, to: [ {{ service: s }} ] }} ]
     })
     .await;
     let status = gantry.status().await;
-    let endpoints = status["services"][0]["endpoints"]
-        .as_array()
-        .cloned()
-        .unwrap_or_default();
-    assert!(
-        endpoints.iter().all(|e| e["healthy"] == true),
-        "{endpoints:?}"
-    );
+    let endpoints = status["services"][0]["endpoints"].as_array().cloned().unwrap_or_default();
+    assert!(endpoints.iter().all(|e| e["healthy"] == true), "{endpoints:?}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -87,13 +78,7 @@ routes: [ {{ name: all, to: [ {{ service: reviews }} ] }} ]
     let reply = get(&url).await.expect("get");
     let body = reply.json();
     assert_eq!(body["error"]["code"], "no_healthy_endpoint");
-    assert!(
-        body["error"]["message"]
-            .as_str()
-            .unwrap_or("")
-            .contains("\"reviews\""),
-        "{body}"
-    );
+    assert!(body["error"]["message"].as_str().unwrap_or("").contains("\"reviews\""), "{body}");
     assert_eq!(reply.header("content-type"), Some("application/json"));
 }
 
@@ -103,10 +88,7 @@ async fn outlier_detection_ejects_within_its_cap() {
     for i in 0..4 {
         backends.push(Backend::start(&format!("b{i}")).await);
     }
-    let endpoints: Vec<String> = backends
-        .iter()
-        .map(|b| format!("{{ address: \"{}\" }}", b.addr))
-        .collect();
+    let endpoints: Vec<String> = backends.iter().map(|b| format!("{{ address: \"{}\" }}", b.addr)).collect();
     let yaml = format!(
         r#"
 listeners: [ {{ name: public, protocol: http }} ]
@@ -126,14 +108,10 @@ routes: [ {{ name: all, to: [ {{ service: s }} ] }} ]
     }
     spread(&url, 40, &[]).await;
     let metrics = gantry.metrics().await;
-    assert!(
-        metrics.contains("gantry_upstream_outlier_ejections_total{service=\"s\"} 2"),
-        "{metrics}"
-    );
+    assert!(metrics.contains("gantry_upstream_outlier_ejections_total{service=\"s\"} 2"), "{metrics}");
     let status = gantry.status().await;
-    let ejected = status["services"][0]["endpoints"]
-        .as_array()
-        .map(|e| e.iter().filter(|e| e["ejected"] == true).count());
+    let ejected =
+        status["services"][0]["endpoints"].as_array().map(|e| e.iter().filter(|e| e["ejected"] == true).count());
     assert_eq!(ejected, Some(2));
     // The healthy endpoint is never ejected and keeps serving.
     assert!(spread(&url, 10, &[]).await.contains_key("b3"));

@@ -14,11 +14,8 @@ async fn backends(n: usize) -> Vec<Backend> {
 }
 
 fn service_yaml(lb: &str, extra: &str, backends: &[Backend], weights: &[u32]) -> String {
-    let endpoints: Vec<String> = backends
-        .iter()
-        .zip(weights)
-        .map(|(b, w)| format!("{{ address: \"{}\", weight: {w} }}", b.addr))
-        .collect();
+    let endpoints: Vec<String> =
+        backends.iter().zip(weights).map(|(b, w)| format!("{{ address: \"{}\", weight: {w} }}", b.addr)).collect();
     format!(
         r#"
 listeners: [ {{ name: public, protocol: http }} ]
@@ -45,10 +42,7 @@ async fn random_follows_weights() {
     let b = backends(2).await;
     let gantry = Gantry::start(&service_yaml("random", "", &b, &[3, 1])).await;
     let counts = spread(&gantry.url("/"), 800, &[]).await;
-    let (b0, b1) = (
-        counts.get("b0").copied().unwrap_or(0),
-        counts.get("b1").copied().unwrap_or(0),
-    );
+    let (b0, b1) = (counts.get("b0").copied().unwrap_or(0), counts.get("b1").copied().unwrap_or(0));
     assert_eq!(b0 + b1, 800);
     // Expected 600/200; bounds are ~7 standard deviations wide.
     assert!((510..=690).contains(&b0), "{counts:?}");
@@ -66,12 +60,7 @@ async fn least_request_avoids_the_slow_endpoint() {
         let url = url.clone();
         tasks.push(tokio::spawn(async move {
             tokio::time::sleep(Duration::from_millis(i * 10)).await;
-            get(&url)
-                .await
-                .expect("get")
-                .header("x-backend")
-                .unwrap_or("")
-                .to_string()
+            get(&url).await.expect("get").header("x-backend").unwrap_or("").to_string()
         }));
     }
     let mut slow = 0;
@@ -86,12 +75,7 @@ async fn least_request_avoids_the_slow_endpoint() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn ring_hash_keeps_keys_and_moves_few_on_removal() {
     let b = backends(4).await;
-    let yaml = service_yaml(
-        "ring_hash",
-        ", hash_on: { header: x-user }",
-        &b,
-        &[1, 1, 1, 1],
-    );
+    let yaml = service_yaml("ring_hash", ", hash_on: { header: x-user }", &b, &[1, 1, 1, 1]);
     let gantry = Gantry::start(&yaml).await;
     let url = gantry.url("/");
     let mut before = Vec::new();
@@ -99,11 +83,7 @@ async fn ring_hash_keeps_keys_and_moves_few_on_removal() {
         let id = format!("user-{user}");
         let first = get_with(&url, &[("x-user", &id)]).await.expect("get");
         let again = get_with(&url, &[("x-user", &id)]).await.expect("get");
-        assert_eq!(
-            first.header("x-backend"),
-            again.header("x-backend"),
-            "same key, same endpoint"
-        );
+        assert_eq!(first.header("x-backend"), again.header("x-backend"), "same key, same endpoint");
         before.push(first.header("x-backend").unwrap_or("").to_string());
     }
     let used: std::collections::BTreeSet<_> = before.iter().collect();
@@ -111,19 +91,12 @@ async fn ring_hash_keeps_keys_and_moves_few_on_removal() {
 
     // Remove b3 by reload: only its keys move.
     let since = now_unix_ms();
-    gantry.reload(&service_yaml(
-        "ring_hash",
-        ", hash_on: { header: x-user }",
-        &b[..3],
-        &[1, 1, 1],
-    ));
+    gantry.reload(&service_yaml("ring_hash", ", hash_on: { header: x-user }", &b[..3], &[1, 1, 1]));
     assert_eq!(gantry.wait_reload_after(since).await["ok"], true);
     let mut moved_others = 0;
     let mut on_removed = 0;
     for (user, previous) in before.iter().enumerate() {
-        let now = get_with(&url, &[("x-user", &format!("user-{user}"))])
-            .await
-            .expect("get");
+        let now = get_with(&url, &[("x-user", &format!("user-{user}"))]).await.expect("get");
         let now = now.header("x-backend").unwrap_or("").to_string();
         if previous == "b3" {
             on_removed += 1;
@@ -142,20 +115,14 @@ async fn sticky_cookie_pins_until_unhealthy() {
     let gantry = Gantry::start(&service_yaml("round_robin", extra, &b, &[1, 1, 1])).await;
     let url = gantry.url("/");
     let first = get(&url).await.expect("get");
-    let cookie = first
-        .header("set-cookie")
-        .expect("sticky cookie set")
-        .to_string();
+    let cookie = first.header("set-cookie").expect("sticky cookie set").to_string();
     assert!(cookie.contains("Max-Age=3600"), "{cookie}");
     let pair = cookie.split(';').next().expect("pair").to_string();
     let pinned = first.header("x-backend").expect("backend").to_string();
     for _ in 0..20 {
         let reply = get_with(&url, &[("cookie", &pair)]).await.expect("get");
         assert_eq!(reply.header("x-backend"), Some(pinned.as_str()));
-        assert!(
-            reply.header("set-cookie").is_none(),
-            "no new cookie while pinned"
-        );
+        assert!(reply.header("set-cookie").is_none(), "no new cookie while pinned");
     }
     // The pinned endpoint fails its checks: the client moves and gets a new cookie.
     let index: usize = pinned[1..].parse().expect("index");
@@ -166,8 +133,7 @@ async fn sticky_cookie_pins_until_unhealthy() {
         let pinned = pinned.clone();
         async move {
             let reply = get_with(&url, &[("cookie", &pair)]).await.expect("get");
-            reply.header("x-backend") != Some(pinned.as_str())
-                && reply.header("set-cookie").is_some()
+            reply.header("x-backend") != Some(pinned.as_str()) && reply.header("set-cookie").is_some()
         }
     })
     .await;

@@ -44,10 +44,7 @@ async fn still_serving(gantry: &Gantry) {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn oversized_and_too_many_headers_get_431() {
     let (_backend, gantry) = node("max_header_bytes: 8192, max_headers: 20").await;
-    let big = format!(
-        "GET / HTTP/1.1\r\nHost: x\r\nX-Big: {}\r\n\r\n",
-        "a".repeat(20_000)
-    );
+    let big = format!("GET / HTTP/1.1\r\nHost: x\r\nX-Big: {}\r\n\r\n", "a".repeat(20_000));
     assert!(status_line(&raw(&gantry, big.as_bytes()).await).starts_with("HTTP/1.1 431"));
     let mut many = String::from("GET / HTTP/1.1\r\nHost: x\r\n");
     for i in 0..40 {
@@ -62,15 +59,9 @@ async fn oversized_and_too_many_headers_get_431() {
 async fn bodies_over_the_limit_get_413() {
     let (backend, gantry) = node("max_body_bytes: 1024").await;
     let client = client();
-    let reply = request(
-        &client,
-        http::Method::POST,
-        &gantry.url("/echo"),
-        &[],
-        Bytes::from(vec![b'x'; 4096]),
-    )
-    .await
-    .expect("post");
+    let reply = request(&client, http::Method::POST, &gantry.url("/echo"), &[], Bytes::from(vec![b'x'; 4096]))
+        .await
+        .expect("post");
     assert_eq!(reply.status, 413);
     assert_eq!(reply.json()["error"]["code"], "body_too_large");
     // Chunked (no Content-Length): caught while streaming.
@@ -78,15 +69,9 @@ async fn bodies_over_the_limit_get_413() {
     let chunked = format!("POST /echo HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\nConnection: close\r\n\r\n258\r\n{chunk}\r\n258\r\n{chunk}\r\n258\r\n{chunk}\r\n0\r\n\r\n");
     assert!(status_line(&raw(&gantry, chunked.as_bytes()).await).starts_with("HTTP/1.1 413"));
     // Within the limit is fine.
-    let reply = request(
-        &client,
-        http::Method::POST,
-        &gantry.url("/echo"),
-        &[],
-        Bytes::from(vec![b'y'; 1000]),
-    )
-    .await
-    .expect("post");
+    let reply = request(&client, http::Method::POST, &gantry.url("/echo"), &[], Bytes::from(vec![b'y'; 1000]))
+        .await
+        .expect("post");
     assert_eq!((reply.status, reply.body.len()), (200, 1000));
     assert!(backend.hits() >= 1);
     still_serving(&gantry).await;
@@ -95,22 +80,14 @@ async fn bodies_over_the_limit_get_413() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn garbage_gets_400_and_never_hurts_the_node() {
     let (_backend, gantry) = node("max_connections: 1000").await;
+    assert!(status_line(&raw(&gantry, b"THIS IS NOT HTTP\r\n\r\n").await).starts_with("HTTP/1.1 400"));
+    assert!(status_line(&raw(&gantry, b"GET / HTTP/1.1\r\nHost: x\r\nBad Header\r\n\r\n").await)
+        .starts_with("HTTP/1.1 400"));
     assert!(
-        status_line(&raw(&gantry, b"THIS IS NOT HTTP\r\n\r\n").await).starts_with("HTTP/1.1 400")
-    );
-    assert!(
-        status_line(&raw(&gantry, b"GET / HTTP/1.1\r\nHost: x\r\nBad Header\r\n\r\n").await)
-            .starts_with("HTTP/1.1 400")
-    );
-    assert!(
-        status_line(&raw(&gantry, b"GET / HTTP/1.1\r\nContent-Length: abc\r\n\r\n").await)
-            .starts_with("HTTP/1.1 400")
+        status_line(&raw(&gantry, b"GET / HTTP/1.1\r\nContent-Length: abc\r\n\r\n").await).starts_with("HTTP/1.1 400")
     );
     // Seeded random bytes: whatever comes back, the node survives.
-    let seed: u64 = std::env::var("GANTRY_TEST_SEED")
-        .ok()
-        .and_then(|s| s.parse().ok())
-        .unwrap_or(0x5eed);
+    let seed: u64 = std::env::var("GANTRY_TEST_SEED").ok().and_then(|s| s.parse().ok()).unwrap_or(0x5eed);
     eprintln!("garbage seed {seed} (set GANTRY_TEST_SEED to replay)");
     let mut state = seed;
     for _ in 0..50 {
@@ -123,17 +100,10 @@ async fn garbage_gets_400_and_never_hurts_the_node() {
             })
             .collect();
         let answer = raw(&gantry, &bytes).await;
-        assert!(
-            answer.is_empty() || answer.starts_with("HTTP/1.1 4"),
-            "{answer}"
-        );
+        assert!(answer.is_empty() || answer.starts_with("HTTP/1.1 4"), "{answer}");
     }
     // An HTTP/2 preface followed by junk.
-    let _ = raw(
-        &gantry,
-        b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n\x00\x00\x04\xff\xff\xff\xff\xff\xff\xff\xff\xff",
-    )
-    .await;
+    let _ = raw(&gantry, b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n\x00\x00\x04\xff\xff\xff\xff\xff\xff\xff\xff\xff").await;
     still_serving(&gantry).await;
 }
 
@@ -141,10 +111,7 @@ async fn garbage_gets_400_and_never_hurts_the_node() {
 async fn slowloris_is_cut_off() {
     let (_backend, gantry) = node("header_read_timeout: 300ms").await;
     let mut stream = TcpStream::connect(gantry.http).await.expect("connect");
-    stream
-        .write_all(b"GET / HTTP/1.1\r\nHost: x\r\n")
-        .await
-        .expect("write");
+    stream.write_all(b"GET / HTTP/1.1\r\nHost: x\r\n").await.expect("write");
     let mut rest = Vec::new();
     // The server closes the connection (maybe after a 408) instead of waiting forever.
     let closed = tokio::time::timeout(Duration::from_secs(5), stream.read_to_end(&mut rest)).await;
@@ -162,25 +129,12 @@ async fn max_connections_refuses_extra_connections() {
     let _ = third.write_all(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n").await;
     let mut answer = Vec::new();
     let read = tokio::time::timeout(Duration::from_secs(5), third.read_to_end(&mut answer)).await;
-    assert!(
-        matches!(read, Ok(Ok(0)) | Ok(Err(_))),
-        "third connection closed unanswered: {answer:?}"
-    );
+    assert!(matches!(read, Ok(Ok(0)) | Ok(Err(_))), "third connection closed unanswered: {answer:?}");
     let metrics = gantry.metrics().await;
-    assert!(
-        metrics.contains("gantry_listener_rejected_connections_total{listener=\"public\"} 1"),
-        "{metrics}"
-    );
+    assert!(metrics.contains("gantry_listener_rejected_connections_total{listener=\"public\"} 1"), "{metrics}");
     drop((first, second));
-    eventually(
-        Duration::from_secs(5),
-        "serving again once connections closed",
-        || async {
-            get(&gantry.url("/"))
-                .await
-                .map(|r| r.status == 200)
-                .unwrap_or(false)
-        },
-    )
+    eventually(Duration::from_secs(5), "serving again once connections closed", || async {
+        get(&gantry.url("/")).await.map(|r| r.status == 200).unwrap_or(false)
+    })
     .await;
 }

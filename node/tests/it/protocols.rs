@@ -28,25 +28,17 @@ impl TestPki {
         let ca_key = rcgen::KeyPair::generate().expect("key");
         let mut ca_params = rcgen::CertificateParams::new(Vec::<String>::new()).expect("params");
         ca_params.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
-        ca_params
-            .distinguished_name
-            .push(rcgen::DnType::CommonName, "gantry test CA");
+        ca_params.distinguished_name.push(rcgen::DnType::CommonName, "gantry test CA");
         let ca = rcgen::CertifiedIssuer::self_signed(ca_params, ca_key).expect("ca");
         for (file, names) in leaves {
             let key = rcgen::KeyPair::generate().expect("key");
-            let params = rcgen::CertificateParams::new(
-                names.iter().map(|n| n.to_string()).collect::<Vec<_>>(),
-            )
-            .expect("params");
+            let params =
+                rcgen::CertificateParams::new(names.iter().map(|n| n.to_string()).collect::<Vec<_>>()).expect("params");
             let cert = params.signed_by(&key, &ca).expect("leaf");
             std::fs::write(dir.path().join(format!("{file}.crt")), cert.pem()).expect("write");
-            std::fs::write(dir.path().join(format!("{file}.key")), key.serialize_pem())
-                .expect("write");
+            std::fs::write(dir.path().join(format!("{file}.key")), key.serialize_pem()).expect("write");
         }
-        TestPki {
-            ca: ca.der().clone(),
-            dir,
-        }
+        TestPki { ca: ca.der().clone(), dir }
     }
 
     fn path(&self, file: &str) -> String {
@@ -60,13 +52,12 @@ impl TestPki {
     ) -> Arc<rustls::ClientConfig> {
         let mut roots = rustls::RootCertStore::empty();
         roots.add(self.ca.clone()).expect("root");
-        let mut config = rustls::ClientConfig::builder_with_provider(Arc::new(
-            rustls::crypto::ring::default_provider(),
-        ))
-        .with_protocol_versions(versions)
-        .expect("versions")
-        .with_root_certificates(roots)
-        .with_no_client_auth();
+        let mut config =
+            rustls::ClientConfig::builder_with_provider(Arc::new(rustls::crypto::ring::default_provider()))
+                .with_protocol_versions(versions)
+                .expect("versions")
+                .with_root_certificates(roots)
+                .with_no_client_auth();
         config.alpn_protocols = alpn.iter().map(|p| p.to_vec()).collect();
         Arc::new(config)
     }
@@ -92,32 +83,18 @@ where
     S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
 {
     let (mut sender, connection) =
-        hyper::client::conn::http1::handshake::<_, Full<Bytes>>(TokioIo::new(stream))
-            .await
-            .expect("handshake");
+        hyper::client::conn::http1::handshake::<_, Full<Bytes>>(TokioIo::new(stream)).await.expect("handshake");
     tokio::spawn(connection);
-    let request = http::Request::get("/")
-        .header("host", host)
-        .body(Full::new(Bytes::new()))
-        .expect("request");
+    let request = http::Request::get("/").header("host", host).body(Full::new(Bytes::new())).expect("request");
     let response = sender.send_request(request).await.expect("response");
     let status = response.status().as_u16();
-    let backend = response
-        .headers()
-        .get("x-backend")
-        .and_then(|v| v.to_str().ok())
-        .unwrap_or("")
-        .to_string();
+    let backend = response.headers().get("x-backend").and_then(|v| v.to_str().ok()).unwrap_or("").to_string();
     (status, backend)
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn tls_sni_versions_and_h2_alpn() {
-    let pki = TestPki::new(&[
-        ("a", &["a.example.com"]),
-        ("b", &["b.example.com"]),
-        ("wild", &["*.wild.test"]),
-    ]);
+    let pki = TestPki::new(&[("a", &["a.example.com"]), ("b", &["b.example.com"]), ("wild", &["*.wild.test"])]);
     let backend = Backend::start("web").await;
     let https = free_addr();
     let yaml = format!(
@@ -139,10 +116,7 @@ routes: [ {{ name: all, to: [ {{ service: web }} ] }} ]
         backend = backend.addr,
     );
     let _gantry = Gantry::start(&yaml).await;
-    for versions in [
-        &[&rustls::version::TLS13][..],
-        &[&rustls::version::TLS12][..],
-    ] {
+    for versions in [&[&rustls::version::TLS13][..], &[&rustls::version::TLS12][..]] {
         let config = pki.client_config(versions, &[b"http/1.1"]);
         // The handshake verifies the certificate against the name: the right one was chosen.
         for sni in ["a.example.com", "b.example.com", "x.wild.test"] {
@@ -154,22 +128,15 @@ routes: [ {{ name: all, to: [ {{ service: web }} ] }} ]
     let config = pki.client_config(&[&rustls::version::TLS13], &[b"h2", b"http/1.1"]);
     let stream = tls_connect(config, https, "a.example.com").await;
     assert_eq!(stream.get_ref().1.alpn_protocol(), Some(&b"h2"[..]));
-    let (mut sender, connection) = hyper::client::conn::http2::handshake::<_, _, Full<Bytes>>(
-        TokioExecutor::new(),
-        TokioIo::new(stream),
-    )
-    .await
-    .expect("h2");
+    let (mut sender, connection) =
+        hyper::client::conn::http2::handshake::<_, _, Full<Bytes>>(TokioExecutor::new(), TokioIo::new(stream))
+            .await
+            .expect("h2");
     tokio::spawn(connection);
-    let request = http::Request::get("https://a.example.com/")
-        .body(Full::new(Bytes::new()))
-        .expect("request");
+    let request = http::Request::get("https://a.example.com/").body(Full::new(Bytes::new())).expect("request");
     let response = sender.send_request(request).await.expect("response");
     assert_eq!(response.status(), 200);
-    assert_eq!(
-        response.headers().get("x-backend").map(|v| v.as_bytes()),
-        Some(&b"web"[..])
-    );
+    assert_eq!(response.headers().get("x-backend").map(|v| v.as_bytes()), Some(&b"web"[..]));
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -184,25 +151,13 @@ routes: [ {{ name: all, to: [ {{ service: web }} ] }} ]
         backend.addr
     );
     let gantry = Gantry::start(&yaml).await;
-    let client = hyper_util::client::legacy::Client::builder(TokioExecutor::new())
-        .http2_only(true)
-        .build_http::<Full<Bytes>>();
+    let client =
+        hyper_util::client::legacy::Client::builder(TokioExecutor::new()).http2_only(true).build_http::<Full<Bytes>>();
     for _ in 0..3 {
-        let response = client
-            .get(gantry.url("/").parse().expect("uri"))
-            .await
-            .expect("h2c request");
+        let response = client.get(gantry.url("/").parse().expect("uri")).await.expect("h2c request");
         assert_eq!(response.version(), http::Version::HTTP_2);
         assert_eq!(response.status(), 200);
-        assert_eq!(
-            response
-                .into_body()
-                .collect()
-                .await
-                .expect("body")
-                .to_bytes(),
-            Bytes::from("web")
-        );
+        assert_eq!(response.into_body().collect().await.expect("body").to_bytes(), Bytes::from("web"));
     }
 }
 
@@ -216,34 +171,20 @@ async fn grpc_backend() -> std::net::SocketAddr {
                 continue;
             };
             tokio::spawn(async move {
-                let service =
-                    service_fn(|request: http::Request<hyper::body::Incoming>| async move {
-                        let te = request.headers().get("te").cloned();
-                        let received = request
-                            .into_body()
-                            .collect()
-                            .await
-                            .map(|b| b.to_bytes())
-                            .unwrap_or_default();
-                        let mut trailers = http::HeaderMap::new();
-                        trailers.insert("grpc-status", http::HeaderValue::from_static("0"));
-                        trailers.insert("grpc-message", http::HeaderValue::from_static("ok"));
-                        let frames = vec![
-                            Ok::<_, Infallible>(Frame::data(received)),
-                            Ok(Frame::trailers(trailers)),
-                        ];
-                        let mut response = http::Response::new(StreamBody::new(
-                            futures_util::stream::iter(frames),
-                        ));
-                        response.headers_mut().insert(
-                            "content-type",
-                            http::HeaderValue::from_static("application/grpc"),
-                        );
-                        if let Some(te) = te {
-                            response.headers_mut().insert("x-saw-te", te);
-                        }
-                        Ok::<_, Infallible>(response)
-                    });
+                let service = service_fn(|request: http::Request<hyper::body::Incoming>| async move {
+                    let te = request.headers().get("te").cloned();
+                    let received = request.into_body().collect().await.map(|b| b.to_bytes()).unwrap_or_default();
+                    let mut trailers = http::HeaderMap::new();
+                    trailers.insert("grpc-status", http::HeaderValue::from_static("0"));
+                    trailers.insert("grpc-message", http::HeaderValue::from_static("ok"));
+                    let frames = vec![Ok::<_, Infallible>(Frame::data(received)), Ok(Frame::trailers(trailers))];
+                    let mut response = http::Response::new(StreamBody::new(futures_util::stream::iter(frames)));
+                    response.headers_mut().insert("content-type", http::HeaderValue::from_static("application/grpc"));
+                    if let Some(te) = te {
+                        response.headers_mut().insert("x-saw-te", te);
+                    }
+                    Ok::<_, Infallible>(response)
+                });
                 let _ = hyper::server::conn::http2::Builder::new(TokioExecutor::new())
                     .serve_connection(TokioIo::new(stream), service)
                     .await;
@@ -265,22 +206,17 @@ routes: [ {{ name: grpc, match: {{ path_prefix: /helloworld.Greeter/ }}, to: [ {
     );
     let gantry = Gantry::start(&yaml).await;
     let stream = TcpStream::connect(gantry.http).await.expect("connect");
-    let (mut sender, connection) = hyper::client::conn::http2::handshake::<_, _, Full<Bytes>>(
-        TokioExecutor::new(),
-        TokioIo::new(stream),
-    )
-    .await
-    .expect("h2c");
+    let (mut sender, connection) =
+        hyper::client::conn::http2::handshake::<_, _, Full<Bytes>>(TokioExecutor::new(), TokioIo::new(stream))
+            .await
+            .expect("h2c");
     tokio::spawn(connection);
     let message = Bytes::from_static(b"\x00\x00\x00\x00\x05hello");
-    let request = http::Request::post(format!(
-        "http://{}/helloworld.Greeter/SayHello",
-        gantry.http
-    ))
-    .header("content-type", "application/grpc")
-    .header("te", "trailers")
-    .body(Full::new(message.clone()))
-    .expect("request");
+    let request = http::Request::post(format!("http://{}/helloworld.Greeter/SayHello", gantry.http))
+        .header("content-type", "application/grpc")
+        .header("te", "trailers")
+        .body(Full::new(message.clone()))
+        .expect("request");
     let response = sender.send_request(request).await.expect("response");
     assert_eq!(response.status(), 200);
     assert_eq!(
@@ -290,14 +226,8 @@ routes: [ {{ name: grpc, match: {{ path_prefix: /helloworld.Greeter/ }}, to: [ {
     );
     let collected = response.into_body().collect().await.expect("body");
     let trailers = collected.trailers().cloned().expect("trailers");
-    assert_eq!(
-        trailers.get("grpc-status").map(|v| v.as_bytes()),
-        Some(&b"0"[..])
-    );
-    assert_eq!(
-        trailers.get("grpc-message").map(|v| v.as_bytes()),
-        Some(&b"ok"[..])
-    );
+    assert_eq!(trailers.get("grpc-status").map(|v| v.as_bytes()), Some(&b"0"[..]));
+    assert_eq!(trailers.get("grpc-message").map(|v| v.as_bytes()), Some(&b"ok"[..]));
     assert_eq!(collected.to_bytes(), message);
 }
 
@@ -312,9 +242,7 @@ async fn websocket_echo() {
                     return;
                 };
                 while let Some(Ok(message)) = socket.next().await {
-                    if (message.is_text() || message.is_binary())
-                        && socket.send(message).await.is_err()
-                    {
+                    if (message.is_text() || message.is_binary()) && socket.send(message).await.is_err() {
                         return;
                     }
                 }
@@ -330,15 +258,10 @@ routes: [ {{ name: ws, to: [ {{ service: ws }} ] }} ]
     );
     let gantry = Gantry::start(&yaml).await;
     let (mut socket, response) =
-        tokio_tungstenite::connect_async(format!("ws://{}/chat", gantry.http))
-            .await
-            .expect("websocket through gantry");
+        tokio_tungstenite::connect_async(format!("ws://{}/chat", gantry.http)).await.expect("websocket through gantry");
     assert_eq!(response.status(), 101);
     for text in ["hello", "through", "gantry"] {
-        socket
-            .send(tokio_tungstenite::tungstenite::Message::text(text))
-            .await
-            .expect("send");
+        socket.send(tokio_tungstenite::tungstenite::Message::text(text)).await.expect("send");
         let echoed = socket.next().await.expect("message").expect("ok");
         assert_eq!(echoed.into_text().expect("text").as_str(), text);
     }
@@ -380,29 +303,22 @@ services:
         let message = format!("ping {i}");
         stream.write_all(message.as_bytes()).await.expect("write");
         let mut buffer = vec![0u8; message.len()];
-        tokio::time::timeout(
-            std::time::Duration::from_secs(5),
-            stream.read_exact(&mut buffer),
-        )
-        .await
-        .expect("echo in time")
-        .expect("read");
+        tokio::time::timeout(std::time::Duration::from_secs(5), stream.read_exact(&mut buffer))
+            .await
+            .expect("echo in time")
+            .expect("read");
         assert_eq!(buffer, message.as_bytes());
     }
-    eventually(
-        std::time::Duration::from_secs(5),
-        "the TCP check marks the dead endpoint down",
-        || {
-            let gantry = &gantry;
-            async move {
-                let status = gantry.status().await;
-                status["services"][0]["endpoints"]
-                    .as_array()
-                    .and_then(|e| e.iter().find(|e| e["address"] == dead.to_string()).cloned())
-                    .is_some_and(|e| e["healthy"] == false)
-            }
-        },
-    )
+    eventually(std::time::Duration::from_secs(5), "the TCP check marks the dead endpoint down", || {
+        let gantry = &gantry;
+        async move {
+            let status = gantry.status().await;
+            status["services"][0]["endpoints"]
+                .as_array()
+                .and_then(|e| e.iter().find(|e| e["address"] == dead.to_string()).cloned())
+                .is_some_and(|e| e["healthy"] == false)
+        }
+    })
     .await;
 }
 
@@ -419,24 +335,14 @@ routes: [ {{ name: all, to: [ {{ service: web }} ] }} ]
     );
     let gantry = Gantry::start(&yaml).await;
     let stream = TcpStream::connect(gantry.http).await.expect("connect");
-    let (mut sender, connection) = hyper::client::conn::http2::handshake::<_, _, Full<Bytes>>(
-        TokioExecutor::new(),
-        TokioIo::new(stream),
-    )
-    .await
-    .expect("h2c");
-    let connection = tokio::spawn(connection);
-    let request = http::Request::get(format!("http://{}/", gantry.http))
-        .body(Full::new(Bytes::new()))
-        .expect("request");
-    assert_eq!(
-        sender
-            .send_request(request)
+    let (mut sender, connection) =
+        hyper::client::conn::http2::handshake::<_, _, Full<Bytes>>(TokioExecutor::new(), TokioIo::new(stream))
             .await
-            .expect("response")
-            .status(),
-        200
-    );
+            .expect("h2c");
+    let connection = tokio::spawn(connection);
+    let request =
+        http::Request::get(format!("http://{}/", gantry.http)).body(Full::new(Bytes::new())).expect("request");
+    assert_eq!(sender.send_request(request).await.expect("response").status(), 200);
     // Nothing more is sent: the server closes the idle HTTP/2 connection (GOAWAY).
     let closed = tokio::time::timeout(std::time::Duration::from_secs(5), connection).await;
     assert!(closed.is_ok(), "idle connection still open");

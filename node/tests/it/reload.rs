@@ -32,14 +32,8 @@ routes: [ { name: r, to: [ { service: reviws } ] } ]
     let code = gantry.wait_exit(Duration::from_secs(10)).await;
     assert_eq!(code, Some(2));
     let log = gantry.log();
-    assert!(
-        log.contains("listeners[0].address: \"nope\" is not an IP:PORT address"),
-        "{log}"
-    );
-    assert!(
-        log.contains("routes[0].to[0].service: unknown service \"reviws\""),
-        "{log}"
-    );
+    assert!(log.contains("listeners[0].address: \"nope\" is not an IP:PORT address"), "{log}");
+    assert!(log.contains("routes[0].to[0].service: unknown service \"reviws\""), "{log}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -65,40 +59,18 @@ routes:
         .as_array()
         .map(|p| {
             p.iter()
-                .map(|p| {
-                    format!(
-                        "{}: {}",
-                        p["path"].as_str().unwrap_or(""),
-                        p["message"].as_str().unwrap_or("")
-                    )
-                })
+                .map(|p| format!("{}: {}", p["path"].as_str().unwrap_or(""), p["message"].as_str().unwrap_or("")))
                 .collect()
         })
         .unwrap_or_default();
-    assert!(
-        problems.iter().any(|p| p.starts_with("routes[1].timeout")),
-        "{problems:?}"
-    );
-    assert!(
-        problems.contains(&"routes[2].to[0].service: unknown service \"reviws\"".to_string()),
-        "{problems:?}"
-    );
+    assert!(problems.iter().any(|p| p.starts_with("routes[1].timeout")), "{problems:?}");
+    assert!(problems.contains(&"routes[2].to[0].service: unknown service \"reviws\"".to_string()), "{problems:?}");
     assert_eq!(gantry.revision().await, 1, "revision unchanged");
-    assert_eq!(
-        get(&gantry.url("/")).await.expect("get").status,
-        200,
-        "old config still serves"
-    );
+    assert_eq!(get(&gantry.url("/")).await.expect("get").status, 200, "old config still serves");
     assert!(gantry.log().contains("config reload refused"));
-    assert!(gantry
-        .metrics()
-        .await
-        .contains("gantry_config_reloads_total{result=\"failed\"} 1"));
+    assert!(gantry.metrics().await.contains("gantry_config_reloads_total{result=\"failed\"} 1"));
     // The document served is still the first one.
-    let served = get(&format!("http://{}/v1/config", gantry.admin))
-        .await
-        .expect("config")
-        .json();
+    let served = get(&format!("http://{}/v1/config", gantry.admin)).await.expect("config").json();
     assert_eq!(served["revision"], 1);
     assert_eq!(served["config"]["routes"].as_array().map(Vec::len), Some(1));
 }
@@ -147,18 +119,9 @@ async fn reload_under_load_drops_nothing() {
     assert_eq!(failures.load(Ordering::Relaxed), 0);
     assert!(successes.load(Ordering::Relaxed) > 100);
     assert_eq!(gantry.revision().await, 7);
-    assert!(
-        blue.hits() > 0 && green.hits() > 0,
-        "both revisions served traffic"
-    );
+    assert!(blue.hits() > 0 && green.hits() > 0, "both revisions served traffic");
     // Last reload (round 5) pointed at blue.
-    assert_eq!(
-        get(&gantry.url("/"))
-            .await
-            .expect("get")
-            .header("x-backend"),
-        Some("blue")
-    );
+    assert_eq!(get(&gantry.url("/")).await.expect("get").header("x-backend"), Some("blue"));
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -169,35 +132,17 @@ async fn listeners_follow_the_config() {
     let since = now_unix_ms();
     gantry.reload(&config(&backend, &format!(", address: \"{moved}\"")));
     assert_eq!(gantry.wait_reload_after(since).await["ok"], true);
-    assert_eq!(
-        get(&format!("http://{moved}/"))
-            .await
-            .expect("new address")
-            .status,
-        200
-    );
-    eventually(Duration::from_secs(5), "old address closed", || async {
-        get(&gantry.url("/")).await.is_err()
-    })
-    .await;
+    assert_eq!(get(&format!("http://{moved}/")).await.expect("new address").status, 200);
+    eventually(Duration::from_secs(5), "old address closed", || async { get(&gantry.url("/")).await.is_err() }).await;
 
     // A listener on an address that is taken is refused with the listener's path.
     let taken = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
     let since = now_unix_ms();
-    gantry.reload(&config(
-        &backend,
-        &format!(", address: \"{}\"", taken.local_addr().expect("addr")),
-    ));
+    gantry.reload(&config(&backend, &format!(", address: \"{}\"", taken.local_addr().expect("addr"))));
     let last = gantry.wait_reload_after(since).await;
     assert_eq!(last["ok"], false);
     assert_eq!(last["problems"][0]["path"], "listeners[0].address");
-    assert_eq!(
-        get(&format!("http://{moved}/"))
-            .await
-            .expect("still on the moved address")
-            .status,
-        200
-    );
+    assert_eq!(get(&format!("http://{moved}/")).await.expect("still on the moved address").status, 200);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -209,10 +154,7 @@ async fn sigterm_drains_in_flight_requests() {
     let in_flight = tokio::spawn(async move { get(&url).await });
     tokio::time::sleep(Duration::from_millis(200)).await;
     gantry.signal("TERM");
-    let reply = in_flight
-        .await
-        .expect("task")
-        .expect("in-flight request completes");
+    let reply = in_flight.await.expect("task").expect("in-flight request completes");
     assert_eq!(reply.status, 200);
     assert_eq!(gantry.wait_exit(Duration::from_secs(10)).await, Some(0));
     assert!(get(&gantry.url("/")).await.is_err(), "no longer accepting");

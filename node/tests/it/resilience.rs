@@ -29,28 +29,13 @@ routes:
     let gantry = Gantry::start(&yaml).await;
     let client = client();
     for _ in 0..30 {
-        let reply = request(
-            &client,
-            http::Method::GET,
-            &gantry.url("/"),
-            &[],
-            Bytes::new(),
-        )
-        .await
-        .expect("get");
+        let reply = request(&client, http::Method::GET, &gantry.url("/"), &[], Bytes::new()).await.expect("get");
         assert_eq!(reply.status, 200);
         assert_eq!(reply.header("x-backend"), Some("good"));
     }
     // A POST with a small body is buffered, so it is retried too, body intact.
-    let reply = request(
-        &client,
-        http::Method::POST,
-        &gantry.url("/echo"),
-        &[],
-        Bytes::from("payload"),
-    )
-    .await
-    .expect("post");
+    let reply =
+        request(&client, http::Method::POST, &gantry.url("/echo"), &[], Bytes::from("payload")).await.expect("post");
     assert_eq!((reply.status, reply.text()), (200, "payload".to_string()));
     // Three tries, three different endpoints: `bad` saw each request at most once.
     assert!(bad.hits() <= 31, "bad saw {} hits", bad.hits());
@@ -85,12 +70,7 @@ routes:
     assert!(retries <= 20, "{retries} retries for {n} requests");
     assert!(retries >= 15, "the budget allows retries: saw {retries}");
     let metrics = gantry.metrics().await;
-    assert!(
-        metrics.contains(&format!(
-            "gantry_upstream_retries_total{{route=\"all\"}} {retries}"
-        )),
-        "{metrics}"
-    );
+    assert!(metrics.contains(&format!("gantry_upstream_retries_total{{route=\"all\"}} {retries}")), "{metrics}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -122,18 +102,13 @@ routes:
     // The per-try timeout moves a slow try to the other endpoint.
     for _ in 0..4 {
         let reply = get(&gantry.url("/mixed")).await.expect("get");
-        assert_eq!(
-            (reply.status, reply.header("x-backend")),
-            (200, Some("fast"))
-        );
+        assert_eq!((reply.status, reply.header("x-backend")), (200, Some("fast")));
     }
 }
 
 /// A backend that accepts connections, reads the request and closes without answering.
 async fn resetting_backend() -> std::net::SocketAddr {
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
-        .await
-        .expect("bind");
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
     let addr = listener.local_addr().expect("addr");
     tokio::spawn(async move {
         while let Ok((mut stream, _)) = listener.accept().await {
@@ -168,10 +143,7 @@ routes:
     let gantry = Gantry::start(&yaml).await;
     for _ in 0..6 {
         let reply = get(&gantry.url("/")).await.expect("get");
-        assert_eq!(
-            (reply.status, reply.header("x-backend")),
-            (200, Some("good"))
-        );
+        assert_eq!((reply.status, reply.header("x-backend")), (200, Some("good")));
     }
     let reply = get(&gantry.url("/broken")).await.expect("get");
     assert_eq!(reply.status, 502);

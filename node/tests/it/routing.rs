@@ -27,32 +27,12 @@ routes:
     let gantry = Gantry::start(&yaml).await;
     let url = gantry.url("/v1/items");
     let host = [("host", "api.example.com")];
-    assert_eq!(
-        get_with(&url, &host)
-            .await
-            .expect("get")
-            .header("x-backend"),
-        Some("api")
-    );
+    assert_eq!(get_with(&url, &host).await.expect("get").header("x-backend"), Some("api"));
     let canary_headers = [("host", "api.example.com"), ("x-canary", "true")];
-    assert_eq!(
-        get_with(&url, &canary_headers)
-            .await
-            .expect("get")
-            .header("x-backend"),
-        Some("canary")
-    );
-    assert_eq!(
-        get_with(&gantry.url("/other"), &host)
-            .await
-            .expect("get")
-            .header("x-backend"),
-        Some("web")
-    );
+    assert_eq!(get_with(&url, &canary_headers).await.expect("get").header("x-backend"), Some("canary"));
+    assert_eq!(get_with(&gantry.url("/other"), &host).await.expect("get").header("x-backend"), Some("web"));
 
-    let missing = get_with(&url, &[("host", "nothing.org")])
-        .await
-        .expect("get");
+    let missing = get_with(&url, &[("host", "nothing.org")]).await.expect("get");
     assert_eq!(missing.status, 404);
     assert_eq!(missing.json()["error"]["code"], "no_route");
 
@@ -75,20 +55,12 @@ routes:
     assert_eq!(seen["x-forwarded-proto"], "http");
     assert_eq!(seen["x-forwarded-host"], "www.example.com");
     assert_eq!(seen["x-request-id"], "req-42");
-    assert!(
-        seen.get("x-hop").is_none(),
-        "headers named by Connection are hop-by-hop: {seen}"
-    );
+    assert!(seen.get("x-hop").is_none(), "headers named by Connection are hop-by-hop: {seen}");
     assert!(seen.get("keep-alive").is_none());
 
     // Without a client id one is generated, sent upstream and returned.
-    let generated = get_with(&gantry.url("/headers"), &[("host", "www.example.com")])
-        .await
-        .expect("get");
-    let id = generated
-        .header("x-request-id")
-        .expect("request id")
-        .to_string();
+    let generated = get_with(&gantry.url("/headers"), &[("host", "www.example.com")]).await.expect("get");
+    let id = generated.header("x-request-id").expect("request id").to_string();
     assert_eq!(id.len(), 36);
     assert_eq!(generated.json()["x-request-id"], id.as_str());
 }
@@ -105,24 +77,18 @@ routes: [ {{ name: api-route, to: [ {{ service: api }} ] }} ]
         api.addr
     );
     let gantry = Gantry::start_with(&yaml, &["--log-format", "json"]).await;
-    let reply = get_with(&gantry.url("/items?x=1"), &[("x-request-id", "log-me")])
-        .await
-        .expect("get");
+    let reply = get_with(&gantry.url("/items?x=1"), &[("x-request-id", "log-me")]).await.expect("get");
     assert_eq!(reply.status, 200);
     let mut line = None;
-    eventually(
-        std::time::Duration::from_secs(5),
-        "access log line written",
-        || {
-            let log = gantry.log();
-            line = log
-                .lines()
-                .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
-                .find(|v| v["target"] == "gantry::access" && v["request_id"] == "log-me");
-            let found = line.is_some();
-            async move { found }
-        },
-    )
+    eventually(std::time::Duration::from_secs(5), "access log line written", || {
+        let log = gantry.log();
+        line = log
+            .lines()
+            .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+            .find(|v| v["target"] == "gantry::access" && v["request_id"] == "log-me");
+        let found = line.is_some();
+        async move { found }
+    })
     .await;
     let line = line.expect("line");
     assert_eq!(line["route"], "api-route");
