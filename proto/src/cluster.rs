@@ -115,16 +115,8 @@ pub struct JoinRequest {
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub enum JoinReply {
-    Accepted {
-        node_id: NodeId,
-        cluster_id: String,
-        cert_pem: String,
-        ca_pem: String,
-        members: Vec<NodeInfo>,
-    },
-    Refused {
-        reason: String,
-    },
+    Accepted { node_id: NodeId, cluster_id: String, cert_pem: String, ca_pem: String, members: Vec<NodeInfo> },
+    Refused { reason: String },
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -190,21 +182,13 @@ impl ClusterState {
                 self.next_node_id = self.next_node_id.max(1);
                 Response::Done
             }
-            Command::ApplyConfig {
-                config_json,
-                if_revision,
-                at_unix_ms,
-            } => {
+            Command::ApplyConfig { config_json, if_revision, at_unix_ms } => {
                 if let Err(refusal) = self.check_revision(if_revision) {
                     return Response::Refused(refusal);
                 }
                 self.commit(config_json, at_unix_ms, None)
             }
-            Command::Rollback {
-                to_revision,
-                if_revision,
-                at_unix_ms,
-            } => {
+            Command::Rollback { to_revision, if_revision, at_unix_ms } => {
                 if let Err(refusal) = self.check_revision(if_revision) {
                     return Response::Refused(refusal);
                 }
@@ -225,36 +209,20 @@ impl ClusterState {
                 }
                 None => Response::Refused(Refusal::UnknownToken),
             },
-            Command::AdmitNode {
-                token_id,
-                name,
-                zone,
-                fabric,
-                admin,
-                at_unix_ms,
-            } => {
+            Command::AdmitNode { token_id, name, zone, fabric, admin, at_unix_ms } => {
                 match self.join_tokens.get(&token_id) {
                     None => return Response::Refused(Refusal::UnknownToken),
-                    Some(token) if token.revoked => {
-                        return Response::Refused(Refusal::TokenRevoked)
-                    }
+                    Some(token) if token.revoked => return Response::Refused(Refusal::TokenRevoked),
                     Some(token) if token.expires_at_unix_ms <= at_unix_ms => {
                         return Response::Refused(Refusal::TokenExpired)
                     }
                     Some(_) => {}
                 }
                 // Drop expired tokens while here, so the map does not grow forever.
-                self.join_tokens
-                    .retain(|_, t| t.expires_at_unix_ms > at_unix_ms);
+                self.join_tokens.retain(|_, t| t.expires_at_unix_ms > at_unix_ms);
                 let id = self.next_node_id.max(2);
                 self.next_node_id = id + 1;
-                let node = NodeInfo {
-                    id,
-                    name,
-                    zone,
-                    fabric,
-                    admin,
-                };
+                let node = NodeInfo { id, name, zone, fabric, admin };
                 self.nodes.insert(id, node.clone());
                 Response::Admitted { node }
             }
@@ -276,27 +244,16 @@ impl ClusterState {
 
     fn check_revision(&self, expected: Option<u64>) -> Result<(), Refusal> {
         match expected {
-            Some(expected) if expected != self.revision() => Err(Refusal::RevisionConflict {
-                expected,
-                current: self.revision(),
-            }),
+            Some(expected) if expected != self.revision() => {
+                Err(Refusal::RevisionConflict { expected, current: self.revision() })
+            }
             _ => Ok(()),
         }
     }
 
-    fn commit(
-        &mut self,
-        config_json: String,
-        at_unix_ms: u64,
-        rolled_back_from: Option<u64>,
-    ) -> Response {
+    fn commit(&mut self, config_json: String, at_unix_ms: u64, rolled_back_from: Option<u64>) -> Response {
         let revision = self.revision() + 1;
-        self.history.push_back(Revision {
-            revision,
-            config_json,
-            committed_at_unix_ms: at_unix_ms,
-            rolled_back_from,
-        });
+        self.history.push_back(Revision { revision, config_json, committed_at_unix_ms: at_unix_ms, rolled_back_from });
         while self.history.len() > HISTORY_LIMIT {
             self.history.pop_front();
         }
@@ -309,46 +266,25 @@ mod tests {
     use super::*;
 
     fn apply_config(state: &mut ClusterState, json: &str, if_revision: Option<u64>) -> Response {
-        state.apply(Command::ApplyConfig {
-            config_json: json.into(),
-            if_revision,
-            at_unix_ms: 1,
-        })
+        state.apply(Command::ApplyConfig { config_json: json.into(), if_revision, at_unix_ms: 1 })
     }
 
     #[test]
     fn revisions_compare_and_set_and_rollback() {
         let mut state = ClusterState::default();
-        assert_eq!(
-            apply_config(&mut state, "a", None),
-            Response::Committed { revision: 1 }
-        );
-        assert_eq!(
-            apply_config(&mut state, "b", Some(1)),
-            Response::Committed { revision: 2 }
-        );
+        assert_eq!(apply_config(&mut state, "a", None), Response::Committed { revision: 1 });
+        assert_eq!(apply_config(&mut state, "b", Some(1)), Response::Committed { revision: 2 });
         assert_eq!(
             apply_config(&mut state, "c", Some(1)),
-            Response::Refused(Refusal::RevisionConflict {
-                expected: 1,
-                current: 2
-            })
+            Response::Refused(Refusal::RevisionConflict { expected: 1, current: 2 })
         );
         assert_eq!(state.revision(), 2);
-        let rollback = state.apply(Command::Rollback {
-            to_revision: 1,
-            if_revision: None,
-            at_unix_ms: 2,
-        });
+        let rollback = state.apply(Command::Rollback { to_revision: 1, if_revision: None, at_unix_ms: 2 });
         assert_eq!(rollback, Response::Committed { revision: 3 });
         assert_eq!(state.current().map(|r| r.config_json.as_str()), Some("a"));
         assert_eq!(state.current().and_then(|r| r.rolled_back_from), Some(1));
         assert_eq!(
-            state.apply(Command::Rollback {
-                to_revision: 9,
-                if_revision: None,
-                at_unix_ms: 2
-            }),
+            state.apply(Command::Rollback { to_revision: 9, if_revision: None, at_unix_ms: 2 }),
             Response::Refused(Refusal::UnknownRevision(9))
         );
     }
@@ -368,15 +304,8 @@ mod tests {
     #[test]
     fn join_tokens_admit_until_expiry_or_revocation() {
         let mut state = ClusterState::default();
-        let token = JoinToken {
-            secret_sha256: [1; 32],
-            expires_at_unix_ms: 100,
-            revoked: false,
-        };
-        state.apply(Command::CreateJoinToken {
-            id: "t".into(),
-            token,
-        });
+        let token = JoinToken { secret_sha256: [1; 32], expires_at_unix_ms: 100, revoked: false };
+        state.apply(Command::CreateJoinToken { id: "t".into(), token });
         let admit = |state: &mut ClusterState, at| {
             state.apply(Command::AdmitNode {
                 token_id: "t".into(),
@@ -395,44 +324,22 @@ mod tests {
             Response::Admitted { node } => assert_eq!(node.id, 3),
             other => panic!("{other:?}"),
         }
-        assert_eq!(
-            admit(&mut state, 100),
-            Response::Refused(Refusal::TokenExpired)
-        );
+        assert_eq!(admit(&mut state, 100), Response::Refused(Refusal::TokenExpired));
         state.apply(Command::CreateJoinToken {
             id: "t".into(),
-            token: JoinToken {
-                secret_sha256: [1; 32],
-                expires_at_unix_ms: 1000,
-                revoked: false,
-            },
+            token: JoinToken { secret_sha256: [1; 32], expires_at_unix_ms: 1000, revoked: false },
         });
         state.apply(Command::RevokeJoinToken { id: "t".into() });
-        assert_eq!(
-            admit(&mut state, 200),
-            Response::Refused(Refusal::TokenRevoked)
-        );
+        assert_eq!(admit(&mut state, 200), Response::Refused(Refusal::TokenRevoked));
     }
 
     #[test]
     fn removed_nodes_stay_removed() {
         let mut state = ClusterState::default();
-        let node = NodeInfo {
-            id: 4,
-            name: "n4".into(),
-            zone: "a".into(),
-            fabric: "f".into(),
-            admin: "a".into(),
-        };
-        assert_eq!(
-            state.apply(Command::UpsertNode { node: node.clone() }),
-            Response::Done
-        );
+        let node = NodeInfo { id: 4, name: "n4".into(), zone: "a".into(), fabric: "f".into(), admin: "a".into() };
+        assert_eq!(state.apply(Command::UpsertNode { node: node.clone() }), Response::Done);
         state.apply(Command::RemoveNode { id: 4 });
         assert!(!state.nodes.contains_key(&4));
-        assert_eq!(
-            state.apply(Command::UpsertNode { node }),
-            Response::Refused(Refusal::NodeRemoved(4))
-        );
+        assert_eq!(state.apply(Command::UpsertNode { node }), Response::Refused(Refusal::NodeRemoved(4)));
     }
 }

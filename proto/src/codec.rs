@@ -36,8 +36,7 @@ pub enum CodecError {
 
 /// Encodes `value` without a length prefix.
 pub fn encode_payload<T: Serialize>(value: &T) -> Result<Vec<u8>, CodecError> {
-    let bytes = bincode::serde::encode_to_vec(value, config())
-        .map_err(|e| CodecError::Encode(e.to_string()))?;
+    let bytes = bincode::serde::encode_to_vec(value, config()).map_err(|e| CodecError::Encode(e.to_string()))?;
     if bytes.len() > MAX_FRAME_BYTES {
         return Err(CodecError::TooLarge(bytes.len()));
     }
@@ -67,8 +66,8 @@ pub fn decode_payload<T: DeserializeOwned>(payload: &[u8]) -> Result<T, CodecErr
     if payload.len() > MAX_FRAME_BYTES {
         return Err(CodecError::TooLarge(payload.len()));
     }
-    let (value, used) = bincode::serde::decode_from_slice(payload, config())
-        .map_err(|e| CodecError::Decode(e.to_string()))?;
+    let (value, used) =
+        bincode::serde::decode_from_slice(payload, config()).map_err(|e| CodecError::Decode(e.to_string()))?;
     if used != payload.len() {
         return Err(CodecError::Trailing(payload.len() - used));
     }
@@ -78,17 +77,11 @@ pub fn decode_payload<T: DeserializeOwned>(payload: &[u8]) -> Result<T, CodecErr
 /// Decodes a whole frame (length prefix included) held in memory.
 pub fn decode_frame<T: DeserializeOwned>(frame: &[u8]) -> Result<T, CodecError> {
     let Some((prefix, payload)) = frame.split_first_chunk::<LENGTH_PREFIX_BYTES>() else {
-        return Err(CodecError::Decode(format!(
-            "{} bytes is shorter than a length prefix",
-            frame.len()
-        )));
+        return Err(CodecError::Decode(format!("{} bytes is shorter than a length prefix", frame.len())));
     };
     let length = frame_length(*prefix)?;
     if payload.len() != length {
-        return Err(CodecError::Decode(format!(
-            "length prefix says {length} bytes, frame holds {}",
-            payload.len()
-        )));
+        return Err(CodecError::Decode(format!("length prefix says {length} bytes, frame holds {}", payload.len())));
     }
     decode_payload(payload)
 }
@@ -116,11 +109,7 @@ mod tests {
         expected.push(14);
         expected.extend_from_slice(b"127.0.3.1:9900");
         assert_eq!(payload, expected);
-        let token = JoinToken {
-            secret_sha256: [7; 32],
-            expires_at_unix_ms: 300,
-            revoked: false,
-        };
+        let token = JoinToken { secret_sha256: [7; 32], expires_at_unix_ms: 300, revoked: false };
         let payload = encode_payload(&token).expect("encode");
         assert_eq!(payload.len(), 32 + 3 + 1);
         assert_eq!(&payload[32..], &[251, 44, 1, 0]);
@@ -128,11 +117,8 @@ mod tests {
 
     #[test]
     fn round_trip() {
-        let command = Command::ApplyConfig {
-            config_json: "{\"routes\":[]}".into(),
-            if_revision: Some(4),
-            at_unix_ms: 99,
-        };
+        let command =
+            Command::ApplyConfig { config_json: "{\"routes\":[]}".into(), if_revision: Some(4), at_unix_ms: 99 };
         let frame = encode_frame(&command).expect("encode");
         assert_eq!(decode_frame::<Command>(&frame).expect("decode"), command);
     }
@@ -154,10 +140,7 @@ mod tests {
             let _ = decode_frame::<Command>(&bytes);
         }
         // A length field claiming 4 GiB is refused before any allocation.
-        assert!(matches!(
-            frame_length([0xff; 4]),
-            Err(CodecError::TooLarge(_))
-        ));
+        assert!(matches!(frame_length([0xff; 4]), Err(CodecError::TooLarge(_))));
         // A string claiming a huge length inside a small frame is refused too.
         let huge_string = [4u8, 0xfd, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0x0f];
         assert!(decode_payload::<Command>(&huge_string).is_err());

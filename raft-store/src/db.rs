@@ -35,17 +35,11 @@ pub(crate) const FORMAT: u8 = 1;
 /// Opens or creates `dir/raft.redb`, creates the tables (so readers never meet a missing table)
 /// and checks the format marker.
 pub(crate) fn open(dir: &Path) -> Result<Arc<Database>, StoreError> {
-    fs::create_dir_all(dir).map_err(|source| StoreError::CreateDir {
-        path: dir.to_path_buf(),
-        source,
-    })?;
+    fs::create_dir_all(dir).map_err(|source| StoreError::CreateDir { path: dir.to_path_buf(), source })?;
     let path = dir.join(crate::DB_FILE);
     // `create` opens an existing file without truncating it; after a crash redb repairs the file
     // back to its last committed transaction here.
-    let db = Database::create(&path).map_err(|source| StoreError::Open {
-        path: path.clone(),
-        source,
-    })?;
+    let db = Database::create(&path).map_err(|source| StoreError::Open { path: path.clone(), source })?;
     let txn = db.begin_write()?;
     {
         txn.open_table(LOG)?;
@@ -57,13 +51,7 @@ pub(crate) fn open(dir: &Path) -> Result<Arc<Database>, StoreError> {
                 meta.insert(META_FORMAT, [FORMAT].as_slice())?;
             }
             Some([FORMAT]) => {}
-            Some(other) => {
-                return Err(StoreError::Format {
-                    path,
-                    found: format!("{other:?}"),
-                    expected: FORMAT,
-                })
-            }
+            Some(other) => return Err(StoreError::Format { path, found: format!("{other:?}"), expected: FORMAT }),
         }
     }
     txn.commit()?;
@@ -76,23 +64,15 @@ where
     T: Send + 'static,
     F: FnOnce() -> Result<T, StoreError> + Send + 'static,
 {
-    tokio::task::spawn_blocking(work)
-        .await
-        .map_err(|e| StoreError::Task(e.to_string()))?
+    tokio::task::spawn_blocking(work).await.map_err(|e| StoreError::Task(e.to_string()))?
 }
 
 pub(crate) fn encode<T: Serialize>(what: &'static str, value: &T) -> Result<Vec<u8>, StoreError> {
     gantry_proto::codec::encode_payload(value).map_err(|source| StoreError::Encode { what, source })
 }
 
-pub(crate) fn decode<T: DeserializeOwned>(
-    what: impl Into<String>,
-    bytes: &[u8],
-) -> Result<T, StoreError> {
-    gantry_proto::codec::decode_payload(bytes).map_err(|source| StoreError::Corrupt {
-        what: what.into(),
-        source,
-    })
+pub(crate) fn decode<T: DeserializeOwned>(what: impl Into<String>, bytes: &[u8]) -> Result<T, StoreError> {
+    gantry_proto::codec::decode_payload(bytes).map_err(|source| StoreError::Corrupt { what: what.into(), source })
 }
 
 /// Largest snapshot accepted or produced. The codec's frame bound (16 MiB) suits log entries and
@@ -112,28 +92,20 @@ fn snapshot_config() -> SnapshotConfig {
 }
 
 pub(crate) fn encode_snapshot<T: Serialize>(value: &T) -> Result<Vec<u8>, StoreError> {
-    bincode::serde::encode_to_vec(value, snapshot_config()).map_err(|e| StoreError::Encode {
-        what: "snapshot",
-        source: CodecError::Encode(e.to_string()),
-    })
+    bincode::serde::encode_to_vec(value, snapshot_config())
+        .map_err(|e| StoreError::Encode { what: "snapshot", source: CodecError::Encode(e.to_string()) })
 }
 
 /// Decodes snapshot bytes; every byte must be used. Decoding from a slice never allocates more
 /// than the slice can back, so garbage costs no more memory than its own size.
-pub(crate) fn decode_snapshot<T: DeserializeOwned>(
-    what: impl Into<String>,
-    bytes: &[u8],
-) -> Result<T, StoreError> {
+pub(crate) fn decode_snapshot<T: DeserializeOwned>(what: impl Into<String>, bytes: &[u8]) -> Result<T, StoreError> {
     let decoded = bincode::serde::decode_from_slice(bytes, snapshot_config())
         .map_err(|e| CodecError::Decode(e.to_string()))
         .and_then(|(value, used)| match bytes.len().saturating_sub(used) {
             0 => Ok(value),
             trailing => Err(CodecError::Trailing(trailing)),
         });
-    decoded.map_err(|source| StoreError::Corrupt {
-        what: what.into(),
-        source,
-    })
+    decoded.map_err(|source| StoreError::Corrupt { what: what.into(), source })
 }
 
 /// Reads and decodes one value of a `&str → bytes` table.

@@ -25,11 +25,7 @@ pub enum StoreError {
     #[error("database error: {0}")]
     Database(#[from] redb::Error),
     #[error("{path} has storage format {found}, this build reads format {expected}")]
-    Format {
-        path: PathBuf,
-        found: String,
-        expected: u8,
-    },
+    Format { path: PathBuf, found: String, expected: u8 },
     #[error("cannot encode {what}: {source}")]
     Encode {
         what: &'static str,
@@ -60,21 +56,11 @@ macro_rules! from_redb {
         }
     )*};
 }
-from_redb!(
-    redb::TransactionError,
-    redb::TableError,
-    redb::StorageError,
-    redb::CommitError,
-    redb::SetDurabilityError
-);
+from_redb!(redb::TransactionError, redb::TableError, redb::StorageError, redb::CommitError, redb::SetDurabilityError);
 
 impl StoreError {
     /// Wraps the error for openraft, saying what was being done to what.
-    pub(crate) fn into_raft(
-        self,
-        subject: ErrorSubject<NodeId>,
-        verb: ErrorVerb,
-    ) -> openraft::StorageError<NodeId> {
+    pub(crate) fn into_raft(self, subject: ErrorSubject<NodeId>, verb: ErrorVerb) -> openraft::StorageError<NodeId> {
         StorageIOError::new(subject, verb, AnyError::new(&self)).into()
     }
 

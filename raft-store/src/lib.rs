@@ -80,8 +80,7 @@ pub type ClientWriteError = openraft::error::ClientWriteError<NodeId, Node>;
 pub type CheckIsLeaderError = openraft::error::CheckIsLeaderError<NodeId, Node>;
 pub type InstallSnapshotError = openraft::error::InstallSnapshotError;
 pub type RpcError<E = openraft::error::Infallible> = openraft::error::RPCError<NodeId, Node, E>;
-pub type StreamingError<E = openraft::error::Infallible> =
-    openraft::error::StreamingError<TypeConfig, E>;
+pub type StreamingError<E = openraft::error::Infallible> = openraft::error::StreamingError<TypeConfig, E>;
 
 /// Opens (or creates) the store in `dir`: the directory is created if missing, then
 /// `dir/raft.redb`. The state machine is restored from the last persisted snapshot; hand both

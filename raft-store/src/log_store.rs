@@ -34,11 +34,7 @@ impl LogStore {
 
     /// Entries with indexes in `[start, end)` bounds, in order. Each is checked to be stored under
     /// its own index.
-    pub async fn entries(
-        &self,
-        start: Bound<u64>,
-        end: Bound<u64>,
-    ) -> Result<Vec<Entry>, StoreError> {
+    pub async fn entries(&self, start: Bound<u64>, end: Bound<u64>) -> Result<Vec<Entry>, StoreError> {
         let db = self.db.clone();
         db::blocking(move || read_entries(&db, start, end)).await
     }
@@ -62,11 +58,7 @@ impl LogStore {
     }
 }
 
-fn read_entries(
-    db: &Database,
-    start: Bound<u64>,
-    end: Bound<u64>,
-) -> Result<Vec<Entry>, StoreError> {
+fn read_entries(db: &Database, start: Bound<u64>, end: Bound<u64>) -> Result<Vec<Entry>, StoreError> {
     if range_is_empty(start, end) {
         return Ok(Vec::new());
     }
@@ -120,10 +112,7 @@ fn read_log_state(db: &Database) -> Result<LogState, StoreError> {
     };
     // With every entry purged, the last log id is the last purged one.
     let last_log_id = last.or(last_purged_log_id);
-    Ok(LogState {
-        last_purged_log_id,
-        last_log_id,
-    })
+    Ok(LogState { last_purged_log_id, last_log_id })
 }
 
 fn read_committed(db: &Database) -> Result<Option<LogId>, StoreError> {
@@ -131,12 +120,7 @@ fn read_committed(db: &Database) -> Result<Option<LogId>, StoreError> {
     Ok(db::read::<Option<LogId>>(db, META, META_COMMITTED)?.flatten())
 }
 
-fn write_meta(
-    db: &Database,
-    key: &'static str,
-    bytes: &[u8],
-    durability: Durability,
-) -> Result<(), StoreError> {
+fn write_meta(db: &Database, key: &'static str, bytes: &[u8], durability: Durability) -> Result<(), StoreError> {
     let mut txn = db.begin_write()?;
     txn.set_durability(durability)?;
     txn.open_table(META)?.insert(key, bytes)?;
@@ -159,8 +143,7 @@ fn append_entries(db: &Database, encoded: &[(u64, Vec<u8>)]) -> Result<(), Store
 
 fn truncate_from(db: &Database, index: u64) -> Result<(), StoreError> {
     let txn = db.begin_write()?;
-    txn.open_table(LOG)?
-        .retain_in::<u64, _>(index.., |_, _| false)?;
+    txn.open_table(LOG)?.retain_in::<u64, _>(index.., |_, _| false)?;
     txn.commit()?;
     Ok(())
 }
@@ -171,10 +154,8 @@ fn purge_upto(db: &Database, log_id: LogId) -> Result<(), StoreError> {
     {
         // Recording the purge point and deleting the entries in one transaction: after a crash
         // either both happened or neither did, so `get_log_state` never shows a hole.
-        txn.open_table(META)?
-            .insert(META_LAST_PURGED, bytes.as_slice())?;
-        txn.open_table(LOG)?
-            .retain_in::<u64, _>(..=log_id.index, |_, _| false)?;
+        txn.open_table(META)?.insert(META_LAST_PURGED, bytes.as_slice())?;
+        txn.open_table(LOG)?.retain_in::<u64, _>(..=log_id.index, |_, _| false)?;
     }
     txn.commit()?;
     Ok(())
@@ -195,9 +176,7 @@ impl RaftLogStorage<TypeConfig> for LogStore {
     type LogReader = Self;
 
     async fn get_log_state(&mut self) -> Result<LogState, StorageError> {
-        self.log_state()
-            .await
-            .map_err(|e| e.into_raft(ErrorSubject::Logs, ErrorVerb::Read))
+        self.log_state().await.map_err(|e| e.into_raft(ErrorSubject::Logs, ErrorVerb::Read))
     }
 
     async fn get_log_reader(&mut self) -> Self::LogReader {
@@ -218,9 +197,7 @@ impl RaftLogStorage<TypeConfig> for LogStore {
     }
 
     async fn read_vote(&mut self) -> Result<Option<Vote>, StorageError> {
-        self.vote()
-            .await
-            .map_err(|e| e.into_raft(ErrorSubject::Vote, ErrorVerb::Read))
+        self.vote().await.map_err(|e| e.into_raft(ErrorSubject::Vote, ErrorVerb::Read))
     }
 
     async fn save_committed(&mut self, committed: Option<LogId>) -> Result<(), StorageError> {
@@ -237,16 +214,10 @@ impl RaftLogStorage<TypeConfig> for LogStore {
     }
 
     async fn read_committed(&mut self) -> Result<Option<LogId>, StorageError> {
-        self.committed()
-            .await
-            .map_err(|e| e.into_raft(ErrorSubject::Store, ErrorVerb::Read))
+        self.committed().await.map_err(|e| e.into_raft(ErrorSubject::Store, ErrorVerb::Read))
     }
 
-    async fn append<I>(
-        &mut self,
-        entries: I,
-        callback: LogFlushed<TypeConfig>,
-    ) -> Result<(), StorageError>
+    async fn append<I>(&mut self, entries: I, callback: LogFlushed<TypeConfig>) -> Result<(), StorageError>
     where
         I: IntoIterator<Item = Entry> + Send,
         I::IntoIter: Send,
@@ -307,13 +278,8 @@ mod tests {
     }
 
     fn entry(term: u64, index: u64) -> Entry {
-        let command = Command::RevokeJoinToken {
-            id: format!("t{index}"),
-        };
-        Entry {
-            log_id: log_id(term, index),
-            payload: EntryPayload::Normal(command),
-        }
+        let command = Command::RevokeJoinToken { id: format!("t{index}") };
+        Entry { log_id: log_id(term, index), payload: EntryPayload::Normal(command) }
     }
 
     async fn open_log(dir: &std::path::Path) -> LogStore {
@@ -324,25 +290,18 @@ mod tests {
     async fn log_vote_purge_and_committed_survive_reopen() {
         let dir = tempfile::tempdir().expect("tempdir");
         let mut log = open_log(dir.path()).await;
-        log.blocking_append((1..=10).map(|i| entry(1, i)))
-            .await
-            .expect("append");
+        log.blocking_append((1..=10).map(|i| entry(1, i))).await.expect("append");
         log.save_vote(&Vote::new(3, 2)).await.expect("vote");
         log.purge(log_id(1, 4)).await.expect("purge");
         log.truncate(log_id(1, 9)).await.expect("truncate");
-        log.save_committed(Some(log_id(1, 7)))
-            .await
-            .expect("committed");
+        log.save_committed(Some(log_id(1, 7))).await.expect("committed");
         // The committed id is written without fsync; a later durable write carries it.
         log.blocking_append([entry(2, 9)]).await.expect("append");
         drop(log);
 
         let mut log = open_log(dir.path()).await;
         assert_eq!(log.read_vote().await.expect("vote"), Some(Vote::new(3, 2)));
-        assert_eq!(
-            log.read_committed().await.expect("committed"),
-            Some(log_id(1, 7))
-        );
+        assert_eq!(log.read_committed().await.expect("committed"), Some(log_id(1, 7)));
         let state = log.get_log_state().await.expect("state");
         assert_eq!(state.last_purged_log_id, Some(log_id(1, 4)));
         assert_eq!(state.last_log_id, Some(log_id(2, 9)));
@@ -358,27 +317,13 @@ mod tests {
     async fn odd_ranges_read_nothing_instead_of_panicking() {
         let dir = tempfile::tempdir().expect("tempdir");
         let mut log = open_log(dir.path()).await;
-        log.blocking_append((1..=3).map(|i| entry(1, i)))
-            .await
-            .expect("append");
+        log.blocking_append((1..=3).map(|i| entry(1, i))).await.expect("append");
         #[allow(clippy::reversed_empty_ranges)]
         let reversed = 3..1;
-        assert!(log
-            .try_get_log_entries(reversed)
-            .await
-            .expect("read")
-            .is_empty());
-        assert!(log
-            .try_get_log_entries(2..2)
-            .await
-            .expect("read")
-            .is_empty());
+        assert!(log.try_get_log_entries(reversed).await.expect("read").is_empty());
+        assert!(log.try_get_log_entries(2..2).await.expect("read").is_empty());
         let past_end = (Bound::Excluded(u64::MAX), Bound::Unbounded);
-        assert!(log
-            .try_get_log_entries(past_end)
-            .await
-            .expect("read")
-            .is_empty());
+        assert!(log.try_get_log_entries(past_end).await.expect("read").is_empty());
         assert_eq!(log.try_get_log_entries(2..=3).await.expect("read").len(), 2);
     }
 
@@ -386,9 +331,7 @@ mod tests {
     async fn corrupt_or_misplaced_entries_are_errors_not_panics() {
         let dir = tempfile::tempdir().expect("tempdir");
         let mut log = open_log(dir.path()).await;
-        log.blocking_append((1..=3).map(|i| entry(1, i)))
-            .await
-            .expect("append");
+        log.blocking_append((1..=3).map(|i| entry(1, i))).await.expect("append");
         drop(log);
 
         // Garbage at index 2 and a valid entry filed under the wrong index at 3.
@@ -397,26 +340,18 @@ mod tests {
         let txn = db.begin_write().expect("txn");
         {
             let mut table = txn.open_table(LOG).expect("table");
-            table
-                .insert(2, [0xffu8, 0xff, 0xff].as_slice())
-                .expect("insert");
+            table.insert(2, [0xffu8, 0xff, 0xff].as_slice()).expect("insert");
             table.insert(3, misplaced.as_slice()).expect("insert");
         }
         txn.commit().expect("commit");
         drop(db);
 
         let mut log = open_log(dir.path()).await;
-        assert_eq!(
-            log.try_get_log_entries(1..2).await.expect("read"),
-            [entry(1, 1)]
-        );
+        assert_eq!(log.try_get_log_entries(1..2).await.expect("read"), [entry(1, 1)]);
         let err = log.try_get_log_entries(2..3).await.expect_err("garbage");
         assert!(err.to_string().contains("corrupt log entry 2"), "{err}");
         let err = log.try_get_log_entries(3..4).await.expect_err("misplaced");
-        assert!(
-            err.to_string().contains("stored at index 3 says index 7"),
-            "{err}"
-        );
+        assert!(err.to_string().contains("stored at index 3 says index 7"), "{err}");
     }
 
     #[tokio::test]

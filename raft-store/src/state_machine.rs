@@ -15,8 +15,7 @@ use tokio::sync::watch;
 
 use crate::db::{self, SNAPSHOT, SNAPSHOT_DATA, SNAPSHOT_META};
 use crate::{
-    Entry, EntryPayload, LogId, Snapshot, SnapshotMeta, StorageError, StoreError, StoredMembership,
-    TypeConfig,
+    Entry, EntryPayload, LogId, Snapshot, SnapshotMeta, StorageError, StoreError, StoredMembership, TypeConfig,
 };
 
 /// The state machine as of one applied log id. Cheap to clone (the state is behind an `Arc`, and
@@ -67,11 +66,7 @@ fn decode_content(meta: &SnapshotMeta, bytes: &[u8]) -> Result<AppliedState, Sto
             meta.snapshot_id, meta.last_log_id, meta.last_membership
         )));
     }
-    Ok(AppliedState {
-        last_applied,
-        membership,
-        state: Arc::new(state),
-    })
+    Ok(AppliedState { last_applied, membership, state: Arc::new(state) })
 }
 
 /// The persisted snapshot, if any: metadata and bytes.
@@ -82,10 +77,7 @@ fn read_snapshot(db: &Database) -> Result<Option<(SnapshotMeta, Vec<u8>)>, Store
         return Ok(None);
     };
     let Some(data) = table.get(SNAPSHOT_DATA)? else {
-        return Err(StoreError::Inconsistent(format!(
-            "snapshot {} has metadata but no data",
-            meta.snapshot_id
-        )));
+        return Err(StoreError::Inconsistent(format!("snapshot {} has metadata but no data", meta.snapshot_id)));
     };
     let data = data.value().to_vec();
     Ok(Some((meta, data)))
@@ -95,12 +87,7 @@ fn read_snapshot(db: &Database) -> Result<Option<(SnapshotMeta, Vec<u8>)>, Store
 /// `only_if_newer`, keeps the stored one when it covers more of the log: a snapshot built from an
 /// older state must not replace one installed from the leader while it was being built.
 /// Returns whether it wrote.
-fn write_snapshot(
-    db: &Database,
-    meta: &SnapshotMeta,
-    data: &[u8],
-    only_if_newer: bool,
-) -> Result<bool, StoreError> {
+fn write_snapshot(db: &Database, meta: &SnapshotMeta, data: &[u8], only_if_newer: bool) -> Result<bool, StoreError> {
     let meta_bytes = db::encode("snapshot metadata", meta)?;
     let txn = db.begin_write()?;
     {
@@ -132,11 +119,7 @@ impl StateMachineStore {
             tracing::info!(last_applied = %last, revision = current.state.revision(), "state machine restored from snapshot");
         }
         let (published, _) = watch::channel(current.clone());
-        Ok(Self {
-            db,
-            current,
-            published,
-        })
+        Ok(Self { db, current, published })
     }
 
     /// A receiver that sees every applied state from now on (the latest one at once). The node's
@@ -202,10 +185,7 @@ impl RaftStateMachine<TypeConfig> for StateMachineStore {
     }
 
     async fn get_snapshot_builder(&mut self) -> SnapshotBuilder {
-        SnapshotBuilder {
-            db: self.db.clone(),
-            applied: self.current.clone(),
-        }
+        SnapshotBuilder { db: self.db.clone(), applied: self.current.clone() }
     }
 
     async fn begin_receiving_snapshot(&mut self) -> Result<Box<Cursor<Vec<u8>>>, StorageError> {
@@ -239,10 +219,7 @@ impl RaftStateMachine<TypeConfig> for StateMachineStore {
         let stored = db::blocking(move || read_snapshot(&db))
             .await
             .map_err(|e| e.into_raft(ErrorSubject::Snapshot(None), ErrorVerb::Read))?;
-        Ok(stored.map(|(meta, data)| Snapshot {
-            meta,
-            snapshot: Box::new(Cursor::new(data)),
-        }))
+        Ok(stored.map(|(meta, data)| Snapshot { meta, snapshot: Box::new(Cursor::new(data)) }))
     }
 }
 
@@ -255,9 +232,7 @@ pub struct SnapshotBuilder {
 
 impl fmt::Debug for SnapshotBuilder {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("SnapshotBuilder")
-            .field("last_applied", &self.applied.last_applied)
-            .finish_non_exhaustive()
+        f.debug_struct("SnapshotBuilder").field("last_applied", &self.applied.last_applied).finish_non_exhaustive()
     }
 }
 
@@ -284,18 +259,13 @@ impl RaftSnapshotBuilder<TypeConfig> for SnapshotBuilder {
         })
         .await
         .map_err(|e| e.into_raft(subject, ErrorVerb::Write))?;
-        Ok(Snapshot {
-            meta,
-            snapshot: Box::new(Cursor::new(data)),
-        })
+        Ok(Snapshot { meta, snapshot: Box::new(Cursor::new(data)) })
     }
 }
 
 /// `TERM-INDEX-NANOS`: unique per build even for two snapshots of the same log position.
 fn snapshot_id(last_applied: Option<LogId>) -> String {
-    let nanos = SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| d.as_nanos());
+    let nanos = SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_nanos());
     match last_applied {
         Some(id) => format!("{}-{}-{nanos:x}", id.leader_id.term, id.index),
         None => format!("0-0-{nanos:x}"),
@@ -317,32 +287,16 @@ mod tests {
     }
 
     fn config(json: &str) -> Command {
-        Command::ApplyConfig {
-            config_json: json.into(),
-            if_revision: None,
-            at_unix_ms: 7,
-        }
+        Command::ApplyConfig { config_json: json.into(), if_revision: None, at_unix_ms: 7 }
     }
 
     fn entries() -> Vec<Entry> {
         let voters: BTreeSet<u64> = [1].into();
         vec![
-            Entry {
-                log_id: log_id(1, 1),
-                payload: EntryPayload::Blank,
-            },
-            Entry {
-                log_id: log_id(1, 2),
-                payload: EntryPayload::Membership(Membership::new(vec![voters], None)),
-            },
-            Entry {
-                log_id: log_id(1, 3),
-                payload: EntryPayload::Normal(config("{\"a\":1}")),
-            },
-            Entry {
-                log_id: log_id(1, 4),
-                payload: EntryPayload::Normal(config("{\"a\":2}")),
-            },
+            Entry { log_id: log_id(1, 1), payload: EntryPayload::Blank },
+            Entry { log_id: log_id(1, 2), payload: EntryPayload::Membership(Membership::new(vec![voters], None)) },
+            Entry { log_id: log_id(1, 3), payload: EntryPayload::Normal(config("{\"a\":1}")) },
+            Entry { log_id: log_id(1, 4), payload: EntryPayload::Normal(config("{\"a\":2}")) },
         ]
     }
 
@@ -359,12 +313,7 @@ mod tests {
         let responses = sm.apply(entries()).await.expect("apply");
         assert_eq!(
             responses,
-            [
-                Response::Done,
-                Response::Done,
-                Response::Committed { revision: 1 },
-                Response::Committed { revision: 2 }
-            ]
+            [Response::Done, Response::Done, Response::Committed { revision: 1 }, Response::Committed { revision: 2 }]
         );
         assert!(rx.has_changed().expect("sender alive"));
         let seen = rx.borrow_and_update().clone();
@@ -373,12 +322,7 @@ mod tests {
         assert_eq!(seen.membership.log_id(), &Some(log_id(1, 2)));
         assert_eq!(sm.last_applied(), Some(log_id(1, 4)));
         // A batch without commands publishes the same state object, not a copy.
-        sm.apply([Entry {
-            log_id: log_id(2, 5),
-            payload: EntryPayload::Blank,
-        }])
-        .await
-        .expect("apply");
+        sm.apply([Entry { log_id: log_id(2, 5), payload: EntryPayload::Blank }]).await.expect("apply");
         assert!(Arc::ptr_eq(&rx.borrow_and_update().state, &seen.state));
         assert_eq!(sm.last_applied(), Some(log_id(2, 5)));
     }
@@ -391,19 +335,10 @@ mod tests {
         let mut leader = open_sm(leader_dir.path()).await;
         assert!(leader.get_current_snapshot().await.expect("read").is_none());
         leader.apply(entries()).await.expect("apply");
-        let built = leader
-            .get_snapshot_builder()
-            .await
-            .build_snapshot()
-            .await
-            .expect("build");
+        let built = leader.get_snapshot_builder().await.build_snapshot().await.expect("build");
         assert_eq!(built.meta.last_log_id, Some(log_id(1, 4)));
         assert_eq!(built.meta.last_membership.log_id(), &Some(log_id(1, 2)));
-        let current = leader
-            .get_current_snapshot()
-            .await
-            .expect("read")
-            .expect("a snapshot");
+        let current = leader.get_current_snapshot().await.expect("read").expect("a snapshot");
         assert_eq!(current.meta, built.meta);
         assert_eq!(current.snapshot.get_ref(), built.snapshot.get_ref());
         let expected = leader.current.clone();
@@ -411,57 +346,32 @@ mod tests {
         // Applying more after the snapshot, then restarting, resumes from the snapshot (openraft
         // re-applies the log after it).
         leader
-            .apply([Entry {
-                log_id: log_id(1, 5),
-                payload: EntryPayload::Normal(config("{\"a\":3}")),
-            }])
+            .apply([Entry { log_id: log_id(1, 5), payload: EntryPayload::Normal(config("{\"a\":3}")) }])
             .await
             .expect("apply");
         drop(leader);
         let mut leader = open_sm(leader_dir.path()).await;
         assert_eq!(leader.current, expected);
         assert_eq!(leader.subscribe().borrow().clone(), expected);
-        assert_eq!(
-            leader
-                .get_current_snapshot()
-                .await
-                .expect("read")
-                .map(|s| s.meta),
-            Some(built.meta.clone())
-        );
+        assert_eq!(leader.get_current_snapshot().await.expect("read").map(|s| s.meta), Some(built.meta.clone()));
 
         // Install on a follower, as openraft does after streaming the bytes.
         let mut follower = open_sm(follower_dir.path()).await;
         let mut rx = follower.subscribe();
         let mut receiving = follower.begin_receiving_snapshot().await.expect("begin");
-        receiving
-            .get_mut()
-            .extend_from_slice(built.snapshot.get_ref());
-        follower
-            .install_snapshot(&built.meta, receiving)
-            .await
-            .expect("install");
+        receiving.get_mut().extend_from_slice(built.snapshot.get_ref());
+        follower.install_snapshot(&built.meta, receiving).await.expect("install");
         assert_eq!(follower.current, expected);
         assert_eq!(rx.borrow_and_update().clone(), expected);
         assert_eq!(
             follower.applied_state().await.expect("state"),
             (expected.last_applied, expected.membership.clone())
         );
-        assert_eq!(
-            follower
-                .get_current_snapshot()
-                .await
-                .expect("read")
-                .map(|s| s.meta),
-            Some(built.meta.clone())
-        );
+        assert_eq!(follower.get_current_snapshot().await.expect("read").map(|s| s.meta), Some(built.meta.clone()));
         drop(follower);
         let follower = open_sm(follower_dir.path()).await;
         assert_eq!(follower.current, expected);
-        assert_eq!(
-            follower.snapshot_meta().await.expect("read"),
-            Some(built.meta)
-        );
+        assert_eq!(follower.snapshot_meta().await.expect("read"), Some(built.meta));
     }
 
     #[tokio::test]
@@ -477,29 +387,15 @@ mod tests {
         let mut other = open_sm(other_dir.path()).await;
         other.apply(entries()).await.expect("apply");
         other
-            .apply([Entry {
-                log_id: log_id(2, 9),
-                payload: EntryPayload::Normal(config("{\"b\":1}")),
-            }])
+            .apply([Entry { log_id: log_id(2, 9), payload: EntryPayload::Normal(config("{\"b\":1}")) }])
             .await
             .expect("apply");
-        let newer = other
-            .get_snapshot_builder()
-            .await
-            .build_snapshot()
-            .await
-            .expect("build");
-        sm.install_snapshot(&newer.meta, newer.snapshot)
-            .await
-            .expect("install");
+        let newer = other.get_snapshot_builder().await.build_snapshot().await.expect("build");
+        sm.install_snapshot(&newer.meta, newer.snapshot).await.expect("install");
 
         let older = builder.build_snapshot().await.expect("build");
         assert_eq!(older.meta.last_log_id, Some(log_id(1, 4)));
-        let current = sm
-            .get_current_snapshot()
-            .await
-            .expect("read")
-            .expect("a snapshot");
+        let current = sm.get_current_snapshot().await.expect("read").expect("a snapshot");
         assert_eq!(current.meta, newer.meta);
     }
 
@@ -508,29 +404,15 @@ mod tests {
         let dir = tempfile::tempdir().expect("tempdir");
         let mut sm = open_sm(dir.path()).await;
         sm.apply(entries()).await.expect("apply");
-        let built = sm
-            .get_snapshot_builder()
-            .await
-            .build_snapshot()
-            .await
-            .expect("build");
+        let built = sm.get_snapshot_builder().await.build_snapshot().await.expect("build");
         let mut meta = built.meta.clone();
         meta.last_log_id = Some(log_id(1, 99));
-        let err = sm
-            .install_snapshot(&meta, built.snapshot.clone())
-            .await
-            .expect_err("mismatch");
+        let err = sm.install_snapshot(&meta, built.snapshot.clone()).await.expect_err("mismatch");
         assert!(err.to_string().contains("inconsistent"), "{err}");
         let garbage = Box::new(Cursor::new(vec![0xff; 40]));
         assert!(sm.install_snapshot(&built.meta, garbage).await.is_err());
         // Nothing changed.
-        assert_eq!(
-            sm.get_current_snapshot()
-                .await
-                .expect("read")
-                .map(|s| s.meta),
-            Some(built.meta)
-        );
+        assert_eq!(sm.get_current_snapshot().await.expect("read").map(|s| s.meta), Some(built.meta));
         assert_eq!(sm.last_applied(), Some(log_id(1, 4)));
     }
 
@@ -545,12 +427,7 @@ mod tests {
             payload: EntryPayload::Normal(config(&format!("{{\"{i}\":\"{big}\"}}"))),
         });
         sm.apply(commands).await.expect("apply");
-        let built = sm
-            .get_snapshot_builder()
-            .await
-            .build_snapshot()
-            .await
-            .expect("build");
+        let built = sm.get_snapshot_builder().await.build_snapshot().await.expect("build");
         assert!(built.snapshot.get_ref().len() > gantry_proto::codec::MAX_FRAME_BYTES);
         let expected = sm.current.clone();
         drop(sm);
@@ -563,19 +440,12 @@ mod tests {
         let dir = tempfile::tempdir().expect("tempdir");
         let mut sm = open_sm(dir.path()).await;
         sm.apply(entries()).await.expect("apply");
-        sm.get_snapshot_builder()
-            .await
-            .build_snapshot()
-            .await
-            .expect("build");
+        sm.get_snapshot_builder().await.build_snapshot().await.expect("build");
         drop(sm);
 
         let db = db::open(dir.path()).expect("open db");
         let txn = db.begin_write().expect("txn");
-        txn.open_table(SNAPSHOT)
-            .expect("table")
-            .insert(SNAPSHOT_DATA, [1u8, 2, 3].as_slice())
-            .expect("insert");
+        txn.open_table(SNAPSHOT).expect("table").insert(SNAPSHOT_DATA, [1u8, 2, 3].as_slice()).expect("insert");
         txn.commit().expect("commit");
         drop(db);
 

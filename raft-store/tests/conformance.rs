@@ -11,9 +11,8 @@ struct Builder;
 impl StoreBuilder<TypeConfig, LogStore, StateMachineStore, TempDir> for Builder {
     async fn build(&self) -> Result<(TempDir, LogStore, StateMachineStore), StorageError> {
         let dir = tempfile::tempdir().map_err(|e| StorageIOError::write(AnyError::new(&e)))?;
-        let (log, sm) = gantry_raft_store::open(dir.path())
-            .await
-            .map_err(|e| StorageIOError::write(AnyError::new(&e)))?;
+        let (log, sm) =
+            gantry_raft_store::open(dir.path()).await.map_err(|e| StorageIOError::write(AnyError::new(&e)))?;
         // The guard keeps the directory until the case's stores are dropped.
         Ok((dir, log, sm))
     }

@@ -48,9 +48,7 @@ impl Rng {
 /// every entry must hold, acknowledged or not. Lengths vary so entries span pages differently.
 fn payload(index: u64) -> Command {
     let mut rng = Rng::new(index.wrapping_mul(0x9e37_79b9_7f4a_7c15));
-    let pad: String = (0..rng.below(600))
-        .map(|_| char::from(b'a' + rng.below(26) as u8))
-        .collect();
+    let pad: String = (0..rng.below(600)).map(|_| char::from(b'a' + rng.below(26) as u8)).collect();
     Command::ApplyConfig {
         config_json: format!("{{\"entry\":{index},\"pad\":\"{pad}\"}}"),
         if_revision: Some(index),
@@ -69,14 +67,8 @@ fn crash_writer_child() {
     let Some(dir) = std::env::var_os(WRITER_DIR_ENV) else {
         return;
     };
-    let seed = std::env::var(WRITER_SEED_ENV)
-        .ok()
-        .and_then(|s| s.parse().ok())
-        .unwrap_or(1);
-    let runtime = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .expect("runtime");
+    let seed = std::env::var(WRITER_SEED_ENV).ok().and_then(|s| s.parse().ok()).unwrap_or(1);
+    let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().expect("runtime");
     runtime.block_on(write_forever(Path::new(&dir), seed));
 }
 
@@ -87,19 +79,14 @@ async fn write_forever(dir: &Path, seed: u64) {
     let mut next = state.last_log_id.map_or(1, |id| id.index + 1);
     let vote = log.read_vote().await.expect("writer: read vote");
     let mut term = vote.map_or(0, |v| v.leader_id.term) + 1;
-    log.save_vote(&Vote::new(term, NODE))
-        .await
-        .expect("writer: save vote");
+    log.save_vote(&Vote::new(term, NODE)).await.expect("writer: save vote");
     println!("{MARK} vote {term}");
     // (index, term) of entries written by this process, to purge by log id.
     let mut written: VecDeque<(u64, u64)> = VecDeque::new();
     loop {
         let batch = 1 + rng.below(8);
         let entries: Vec<Entry> = (next..next + batch)
-            .map(|index| Entry {
-                log_id: log_id(term, index),
-                payload: EntryPayload::Normal(payload(index)),
-            })
+            .map(|index| Entry { log_id: log_id(term, index), payload: EntryPayload::Normal(payload(index)) })
             .collect();
         // The real `append`, returning once its callback reported the entries durable.
         log.blocking_append(entries).await.expect("writer: append");
@@ -108,9 +95,7 @@ async fn write_forever(dir: &Path, seed: u64) {
         println!("{MARK} ack {}", next - 1);
         if rng.below(16) == 0 {
             term += 1;
-            log.save_vote(&Vote::new(term, NODE))
-                .await
-                .expect("writer: save vote");
+            log.save_vote(&Vote::new(term, NODE)).await.expect("writer: save vote");
             println!("{MARK} vote {term}");
         }
         if written.len() > 40 && rng.below(12) == 0 {
@@ -120,9 +105,7 @@ async fn write_forever(dir: &Path, seed: u64) {
                 upto = written.pop_front();
             }
             if let Some((index, entry_term)) = upto {
-                log.purge(log_id(entry_term, index))
-                    .await
-                    .expect("writer: purge");
+                log.purge(log_id(entry_term, index)).await.expect("writer: purge");
                 println!("{MARK} purged {index}");
             }
         }
@@ -142,17 +125,12 @@ impl Acked {
     fn record(&mut self, line: &str) {
         let Some(at) = line.find(MARK) else { return };
         let mut words = line[at + MARK.len()..].split_whitespace();
-        let (Some(kind), Some(Ok(value))) = (words.next(), words.next().map(str::parse::<u64>))
-        else {
+        let (Some(kind), Some(Ok(value))) = (words.next(), words.next().map(str::parse::<u64>)) else {
             panic!("unreadable writer line {line:?}");
         };
         match kind {
             "ack" => {
-                assert!(
-                    value > self.index,
-                    "acks go forward: {value} after {}",
-                    self.index
-                );
+                assert!(value > self.index, "acks go forward: {value} after {}", self.index);
                 self.index = value;
                 self.lines += 1;
             }
@@ -168,13 +146,7 @@ impl Acked {
 fn run_and_kill(dir: &Path, seed: u64, acks: u64, extra_micros: u64) -> Acked {
     let exe = std::env::current_exe().expect("test binary path");
     let mut child = Process::new(exe)
-        .args([
-            "crash_writer_child",
-            "--exact",
-            "--ignored",
-            "--nocapture",
-            "--test-threads=1",
-        ])
+        .args(["crash_writer_child", "--exact", "--ignored", "--nocapture", "--test-threads=1"])
         .env(WRITER_DIR_ENV, dir)
         .env(WRITER_SEED_ENV, seed.to_string())
         .stdin(Stdio::null())
@@ -209,10 +181,7 @@ fn run_and_kill(dir: &Path, seed: u64, acks: u64, extra_micros: u64) -> Acked {
     std::thread::sleep(Duration::from_micros(extra_micros));
     child.kill().expect("SIGKILL writer");
     let status = child.wait().expect("reap writer");
-    assert!(
-        !status.success(),
-        "the writer was killed, it cannot have exited cleanly: {status}"
-    );
+    assert!(!status.success(), "the writer was killed, it cannot have exited cleanly: {status}");
     // Lines already in the pipe were printed before the kill: they count as acknowledged too.
     reader.join().expect("reader thread");
     while let Ok(line) = rx.try_recv() {
@@ -225,21 +194,11 @@ fn run_and_kill(dir: &Path, seed: u64, acks: u64, extra_micros: u64) -> Acked {
 async fn verify(dir: &Path, acked: &Acked) -> u64 {
     // redb's own check first: opening repairs to the last commit, and the result must be sound.
     {
-        let mut db = redb::Database::open(dir.join(gantry_raft_store::DB_FILE))
-            .expect("reopen redb after kill");
-        assert!(
-            db.check_integrity().expect("integrity check"),
-            "file needed repair after reopening"
-        );
+        let mut db = redb::Database::open(dir.join(gantry_raft_store::DB_FILE)).expect("reopen redb after kill");
+        assert!(db.check_integrity().expect("integrity check"), "file needed repair after reopening");
     }
-    let (mut log, _sm) = gantry_raft_store::open(dir)
-        .await
-        .expect("reopen store after kill");
-    let vote = log
-        .read_vote()
-        .await
-        .expect("read vote")
-        .expect("a vote was acknowledged");
+    let (mut log, _sm) = gantry_raft_store::open(dir).await.expect("reopen store after kill");
+    let vote = log.read_vote().await.expect("read vote").expect("a vote was acknowledged");
     assert!(
         vote.leader_id.term >= acked.vote_term,
         "acknowledged vote term {} lost: store has {vote}",
@@ -248,42 +207,20 @@ async fn verify(dir: &Path, acked: &Acked) -> u64 {
 
     let state = log.get_log_state().await.expect("log state");
     let purged = state.last_purged_log_id.map_or(0, |id| id.index);
-    assert!(
-        purged >= acked.purged,
-        "acknowledged purge up to {} lost: store says {purged}",
-        acked.purged
-    );
+    assert!(purged >= acked.purged, "acknowledged purge up to {} lost: store says {purged}", acked.purged);
     let last = state.last_log_id.map_or(0, |id| id.index);
-    assert!(
-        last >= acked.index,
-        "acknowledged entry {} lost: the log ends at {last}",
-        acked.index
-    );
+    assert!(last >= acked.index, "acknowledged entry {} lost: the log ends at {last}", acked.index);
 
     // Every entry after the purge point is present, in order, under its own index, intact, with
     // terms that never go down; nothing is left below the purge point.
-    let entries = log
-        .try_get_log_entries(0..)
-        .await
-        .expect("read the whole log");
-    assert_eq!(
-        entries.len() as u64,
-        last - purged,
-        "log is not contiguous from {} to {last}",
-        purged + 1
-    );
+    let entries = log.try_get_log_entries(0..).await.expect("read the whole log");
+    assert_eq!(entries.len() as u64, last - purged, "log is not contiguous from {} to {last}", purged + 1);
     let mut term = 0;
     for (entry, index) in entries.iter().zip(purged + 1..) {
         assert_eq!(entry.log_id.index, index, "hole or reordering at {index}");
-        assert!(
-            entry.log_id.leader_id.term >= term,
-            "term went down at {index}"
-        );
+        assert!(entry.log_id.leader_id.term >= term, "term went down at {index}");
         term = entry.log_id.leader_id.term;
-        assert!(
-            matches!(&entry.payload, EntryPayload::Normal(c) if *c == payload(index)),
-            "entry {index} is damaged"
-        );
+        assert!(matches!(&entry.payload, EntryPayload::Normal(c) if *c == payload(index)), "entry {index} is damaged");
     }
     last
 }
@@ -293,18 +230,11 @@ fn killed_writer_loses_nothing_acknowledged() {
     let seed = std::env::var("GANTRY_CRASH_SEED")
         .ok()
         .and_then(|s| s.parse().ok())
-        .unwrap_or_else(|| {
-            SystemTime::now()
-                .duration_since(UNIX_EPOCH)
-                .map_or(7, |d| d.as_nanos() as u64)
-        });
+        .unwrap_or_else(|| SystemTime::now().duration_since(UNIX_EPOCH).map_or(7, |d| d.as_nanos() as u64));
     println!("crash test seed {seed} (replay with GANTRY_CRASH_SEED={seed})");
     let mut rng = Rng::new(seed);
     let dir = tempfile::tempdir().expect("tempdir");
-    let runtime = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .expect("runtime");
+    let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().expect("runtime");
     let started = Instant::now();
     let mut last_term = 0;
     for round in 0..ROUNDS {
@@ -313,16 +243,12 @@ fn killed_writer_loses_nothing_acknowledged() {
         let acked = run_and_kill(dir.path(), rng.next(), acks, extra);
         let last = runtime.block_on(verify(dir.path(), &acked));
         // Each writer starts by voting a term above the stored one: votes only go forward.
-        assert!(
-            acked.vote_term > last_term,
-            "round {round}: vote term did not advance"
-        );
+        assert!(acked.vote_term > last_term, "round {round}: vote term did not advance");
         last_term = acked.vote_term;
-        println!("round {round}: {} acks up to index {}, store ends at {last}, vote term {}, purged to {}", acked.lines, acked.index, acked.vote_term, acked.purged);
+        println!(
+            "round {round}: {} acks up to index {}, store ends at {last}, vote term {}, purged to {}",
+            acked.lines, acked.index, acked.vote_term, acked.purged
+        );
     }
-    assert!(
-        started.elapsed() < Duration::from_secs(30),
-        "crash test took {:?}",
-        started.elapsed()
-    );
+    assert!(started.elapsed() < Duration::from_secs(30), "crash test took {:?}", started.elapsed());
 }

@@ -8,8 +8,8 @@ use std::time::Duration;
 
 use gantry_proto::cluster::{Command, Response};
 use gantry_raft_store::{
-    AppendEntriesRequest, AppendEntriesResponse, InstallSnapshotRequest, InstallSnapshotResponse,
-    Node, NodeId, Raft, RaftError, RpcError, TypeConfig, VoteRequest, VoteResponse,
+    AppendEntriesRequest, AppendEntriesResponse, InstallSnapshotRequest, InstallSnapshotResponse, Node, NodeId, Raft,
+    RaftError, RpcError, TypeConfig, VoteRequest, VoteResponse,
 };
 use openraft::error::{InstallSnapshotError, Unreachable};
 use openraft::network::{RPCOption, RaftNetwork, RaftNetworkFactory};
@@ -19,9 +19,7 @@ use openraft::{BasicNode, Config};
 struct NoNetwork;
 
 fn unreachable<E: std::error::Error>() -> RpcError<E> {
-    RpcError::Unreachable(Unreachable::new(&std::io::Error::other(
-        "no network in this test",
-    )))
+    RpcError::Unreachable(Unreachable::new(&std::io::Error::other("no network in this test")))
 }
 
 impl RaftNetworkFactory<TypeConfig> for NoNetwork {
@@ -46,11 +44,7 @@ impl RaftNetwork<TypeConfig> for NoNetwork {
     ) -> Result<InstallSnapshotResponse, RpcError<RaftError<InstallSnapshotError>>> {
         Err(unreachable())
     }
-    async fn vote(
-        &mut self,
-        _rpc: VoteRequest,
-        _option: RPCOption,
-    ) -> Result<VoteResponse, RpcError<RaftError>> {
+    async fn vote(&mut self, _rpc: VoteRequest, _option: RPCOption) -> Result<VoteResponse, RpcError<RaftError>> {
         Err(unreachable())
     }
 }
@@ -67,19 +61,10 @@ fn config() -> Arc<Config> {
 }
 
 fn apply_config(json: &str) -> Command {
-    Command::ApplyConfig {
-        config_json: json.into(),
-        if_revision: None,
-        at_unix_ms: 1,
-    }
+    Command::ApplyConfig { config_json: json.into(), if_revision: None, at_unix_ms: 1 }
 }
 
-async fn reopen(
-    dir: &std::path::Path,
-) -> (
-    gantry_raft_store::LogStore,
-    gantry_raft_store::StateMachineStore,
-) {
+async fn reopen(dir: &std::path::Path) -> (gantry_raft_store::LogStore, gantry_raft_store::StateMachineStore) {
     let started = std::time::Instant::now();
     loop {
         match gantry_raft_store::open(dir).await {
@@ -87,9 +72,7 @@ async fn reopen(
                 println!("reopened after {:?}", started.elapsed());
                 return store;
             }
-            Err(gantry_raft_store::StoreError::Open { .. })
-                if started.elapsed() < Duration::from_secs(5) =>
-            {
+            Err(gantry_raft_store::StoreError::Open { .. }) if started.elapsed() < Duration::from_secs(5) => {
                 tokio::time::sleep(Duration::from_millis(10)).await;
             }
             Err(e) => panic!("reopen: {e}"),
@@ -105,30 +88,14 @@ async fn a_node_restarts_from_its_snapshot_and_log() {
 
     let (log, sm) = gantry_raft_store::open(dir.path()).await.expect("open");
     let mut applied = sm.subscribe();
-    let raft = Raft::new(1, config(), NoNetwork, log, sm)
-        .await
-        .expect("start raft");
-    let members = BTreeMap::from([(
-        1,
-        BasicNode {
-            addr: "127.0.0.1:7000".into(),
-        },
-    )]);
+    let raft = Raft::new(1, config(), NoNetwork, log, sm).await.expect("start raft");
+    let members = BTreeMap::from([(1, BasicNode { addr: "127.0.0.1:7000".into() })]);
     raft.initialize(members).await.expect("initialize");
-    raft.wait(WAIT)
-        .current_leader(1, "leader elected")
-        .await
-        .expect("leader");
+    raft.wait(WAIT).current_leader(1, "leader elected").await.expect("leader");
 
-    let first = raft
-        .client_write(apply_config("{\"v\":1}"))
-        .await
-        .expect("write");
+    let first = raft.client_write(apply_config("{\"v\":1}")).await.expect("write");
     assert_eq!(first.data, Response::Committed { revision: 1 });
-    let second = raft
-        .client_write(apply_config("{\"v\":2}"))
-        .await
-        .expect("write");
+    let second = raft.client_write(apply_config("{\"v\":2}")).await.expect("write");
     // The watch has seen revision 2 by the time the write returned (apply precedes the reply).
     assert_eq!(applied.borrow_and_update().state.revision(), 2);
 
@@ -136,24 +103,12 @@ async fn a_node_restarts_from_its_snapshot_and_log() {
     // (From the write's reply: metrics may lag the state machine by a moment.)
     let snapshot_at = second.log_id;
     raft.trigger().snapshot().await.expect("trigger snapshot");
-    raft.wait(WAIT)
-        .snapshot(snapshot_at, "snapshot built")
-        .await
-        .expect("snapshot");
-    raft.trigger()
-        .purge_log(snapshot_at.index)
-        .await
-        .expect("trigger purge");
-    raft.wait(WAIT)
-        .purged(Some(snapshot_at), "log purged")
-        .await
-        .expect("purge");
+    raft.wait(WAIT).snapshot(snapshot_at, "snapshot built").await.expect("snapshot");
+    raft.trigger().purge_log(snapshot_at.index).await.expect("trigger purge");
+    raft.wait(WAIT).purged(Some(snapshot_at), "log purged").await.expect("purge");
 
     // One more revision lives only in the log.
-    let third = raft
-        .client_write(apply_config("{\"v\":3}"))
-        .await
-        .expect("write");
+    let third = raft.client_write(apply_config("{\"v\":3}")).await.expect("write");
     let last = third.log_id;
     let term = raft.metrics().borrow().current_term;
     raft.shutdown().await.expect("shutdown");
@@ -162,39 +117,18 @@ async fn a_node_restarts_from_its_snapshot_and_log() {
     // Restart on the same directory. openraft's state machine task drops its half of the store
     // just after `shutdown` returns, so the file lock is released a moment later.
     let (log, sm) = reopen(dir.path()).await;
-    assert_eq!(
-        sm.last_applied(),
-        Some(snapshot_at),
-        "restored from the snapshot"
-    );
+    assert_eq!(sm.last_applied(), Some(snapshot_at), "restored from the snapshot");
     assert_eq!(sm.state().revision(), 2);
     let mut applied = sm.subscribe();
-    let raft = Raft::new(1, config(), NoNetwork, log, sm)
-        .await
-        .expect("restart raft");
-    raft.wait(WAIT)
-        .applied_index_at_least(Some(last.index), "log re-applied")
-        .await
-        .expect("re-apply");
+    let raft = Raft::new(1, config(), NoNetwork, log, sm).await.expect("restart raft");
+    raft.wait(WAIT).applied_index_at_least(Some(last.index), "log re-applied").await.expect("re-apply");
     applied.changed().await.expect("published");
     let state = applied.borrow().state.clone();
     assert_eq!(state.revision(), 3);
-    assert_eq!(
-        state.current().map(|r| r.config_json.as_str()),
-        Some("{\"v\":3}")
-    );
-    assert!(
-        raft.metrics().borrow().current_term >= term,
-        "term went back after restart"
-    );
-    raft.wait(WAIT)
-        .current_leader(1, "leader after restart")
-        .await
-        .expect("leader");
-    let after = raft
-        .client_write(apply_config("{\"v\":4}"))
-        .await
-        .expect("write after restart");
+    assert_eq!(state.current().map(|r| r.config_json.as_str()), Some("{\"v\":3}"));
+    assert!(raft.metrics().borrow().current_term >= term, "term went back after restart");
+    raft.wait(WAIT).current_leader(1, "leader after restart").await.expect("leader");
+    let after = raft.client_write(apply_config("{\"v\":4}")).await.expect("write after restart");
     assert_eq!(after.data, Response::Committed { revision: 4 });
     raft.shutdown().await.expect("shutdown");
 }

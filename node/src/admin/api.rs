@@ -4,6 +4,7 @@ use std::collections::BTreeMap;
 use std::time::Duration;
 
 use bytes::Bytes;
+use gantry_proto::cluster::Command;
 use gantry_proto::config::parse_duration;
 use gantry_proto::Problem;
 use http::{header, Method, Request, Response, StatusCode};
@@ -21,6 +22,8 @@ use std::sync::atomic::Ordering;
 const MAX_BODY_BYTES: usize = 8 * 1024 * 1024;
 
 type Reply = Response<Full<Bytes>>;
+/// An early answer (auth failure, bad input), boxed to keep `Result` small.
+type Early = Box<Reply>;
 
 pub async fn route(request: Request<Incoming>, state: &AdminState) -> Reply {
     let method = request.method().clone();
@@ -36,23 +39,27 @@ pub async fn route(request: Request<Incoming>, state: &AdminState) -> Reply {
         (&Method::GET, ["v1", "config"]) => get_config(state, &query).await,
         (&Method::GET, ["v1", "config", "history"]) => history(state),
         (&Method::PUT, ["v1", "config"]) => match authorized(&request, state) {
-            Err(reply) => reply,
+            Err(reply) => *reply,
             Ok(()) => put_config(request, state, &query).await,
         },
         (&Method::POST, ["v1", "config", "rollback"]) => match authorized(&request, state) {
-            Err(reply) => reply,
+            Err(reply) => *reply,
             Ok(()) => rollback(request, state).await,
         },
         (&Method::POST, ["v1", "tokens"]) => match authorized(&request, state) {
-            Err(reply) => reply,
+            Err(reply) => *reply,
             Ok(()) => create_token(request, state).await,
         },
+        (&Method::DELETE, ["v1", "tokens", id]) => match authorized(&request, state) {
+            Err(reply) => *reply,
+            Ok(()) => revoke_token(state, id).await,
+        },
         (&Method::POST, ["v1", "leave"]) => match authorized(&request, state) {
-            Err(reply) => reply,
+            Err(reply) => *reply,
             Ok(()) => leave(state).await,
         },
         (&Method::DELETE, ["v1", "members", id]) => match authorized(&request, state) {
-            Err(reply) => reply,
+            Err(reply) => *reply,
             Ok(()) => remove(state, id).await,
         },
         (
@@ -84,7 +91,7 @@ fn query_map(query: Option<&str>) -> BTreeMap<String, String> {
 }
 
 /// Checks `Authorization: Bearer TOKEN` against the cluster's admin token hash.
-fn authorized(request: &Request<Incoming>, state: &AdminState) -> Result<(), Reply> {
+fn authorized(request: &Request<Incoming>, state: &AdminState) -> Result<(), Early> {
     let presented = request
         .headers()
         .get(header::AUTHORIZATION)
@@ -92,26 +99,29 @@ fn authorized(request: &Request<Incoming>, state: &AdminState) -> Result<(), Rep
         .and_then(|v| v.strip_prefix("Bearer "))
         .map(str::trim);
     let Some(presented) = presented else {
-        return Err(error(
+        return Err(Box::new(error(
             StatusCode::UNAUTHORIZED,
             "unauthorized",
             "this call needs the admin token: Authorization: Bearer TOKEN",
             &[],
-        ));
+        )));
     };
     let expected = state.cluster.state().identity.as_ref().map(|i| i.admin_token_sha256);
     match expected {
         Some(hash) if identity::constant_time_eq(&identity::sha256(presented.as_bytes()), &hash) => Ok(()),
-        _ => Err(error(StatusCode::UNAUTHORIZED, "unauthorized", "wrong admin token", &[])),
+        _ => Err(Box::new(error(StatusCode::UNAUTHORIZED, "unauthorized", "wrong admin token", &[]))),
     }
 }
 
-async fn read_body(request: Request<Incoming>) -> Result<Bytes, Reply> {
+async fn read_body(request: Request<Incoming>) -> Result<Bytes, Early> {
     match Limited::new(request.into_body(), MAX_BODY_BYTES).collect().await {
         Ok(body) => Ok(body.to_bytes()),
-        Err(_) => {
-            Err(error(StatusCode::PAYLOAD_TOO_LARGE, "body_too_large", "the request body is too large or broken", &[]))
-        }
+        Err(_) => Err(Box::new(error(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            "body_too_large",
+            "the request body is too large or broken",
+            &[],
+        ))),
     }
 }
 
@@ -286,13 +296,18 @@ fn history(state: &AdminState) -> Reply {
 }
 
 /// `If-Match: N` (or `?if_revision=N`) makes the write conditional.
-fn if_revision(request: &Request<Incoming>, query: &BTreeMap<String, String>) -> Result<Option<u64>, Reply> {
+fn if_revision(request: &Request<Incoming>, query: &BTreeMap<String, String>) -> Result<Option<u64>, Early> {
     let header =
         request.headers().get(header::IF_MATCH).and_then(|v| v.to_str().ok()).map(|v| v.trim_matches('"').to_string());
     match header.or_else(|| query.get("if_revision").cloned()) {
         None => Ok(None),
         Some(text) => text.parse().map(Some).map_err(|_| {
-            error(StatusCode::BAD_REQUEST, "bad_request", "If-Match / if_revision must be a revision number", &[])
+            Box::new(error(
+                StatusCode::BAD_REQUEST,
+                "bad_request",
+                "If-Match / if_revision must be a revision number",
+                &[],
+            ))
         }),
     }
 }
@@ -300,11 +315,11 @@ fn if_revision(request: &Request<Incoming>, query: &BTreeMap<String, String>) ->
 async fn put_config(request: Request<Incoming>, state: &AdminState, query: &BTreeMap<String, String>) -> Reply {
     let expected = match if_revision(&request, query) {
         Ok(expected) => expected,
-        Err(reply) => return reply,
+        Err(reply) => return *reply,
     };
     let body = match read_body(request).await {
         Ok(body) => body,
-        Err(reply) => return reply,
+        Err(reply) => return *reply,
     };
     let Ok(text) = std::str::from_utf8(&body) else {
         return error(StatusCode::BAD_REQUEST, "bad_request", "the config must be UTF-8 text (YAML or JSON)", &[]);
@@ -318,7 +333,7 @@ async fn put_config(request: Request<Incoming>, state: &AdminState, query: &BTre
 async fn rollback(request: Request<Incoming>, state: &AdminState) -> Reply {
     let body = match read_body(request).await {
         Ok(body) => body,
-        Err(reply) => return reply,
+        Err(reply) => return *reply,
     };
     let parsed: Value = serde_json::from_slice(&body).unwrap_or(Value::Null);
     let Some(to) = parsed.get("revision").and_then(Value::as_u64) else {
@@ -334,7 +349,7 @@ async fn rollback(request: Request<Incoming>, state: &AdminState) -> Reply {
 async fn create_token(request: Request<Incoming>, state: &AdminState) -> Reply {
     let body = match read_body(request).await {
         Ok(body) => body,
-        Err(reply) => return reply,
+        Err(reply) => return *reply,
     };
     let parsed: Value = if body.is_empty() { json!({}) } else { serde_json::from_slice(&body).unwrap_or(Value::Null) };
     let ttl = match parsed.get("ttl").and_then(Value::as_str) {
@@ -347,6 +362,18 @@ async fn create_token(request: Request<Incoming>, state: &AdminState) -> Reply {
     };
     match state.cluster.create_join_token(ttl).await {
         Ok(token) => json_reply(StatusCode::OK, &json!({ "token": token, "ttl_seconds": ttl.as_secs() })),
+        Err(e) => cluster_error(e),
+    }
+}
+
+async fn revoke_token(state: &AdminState, id: &str) -> Reply {
+    // The id is the second part of a token (gtj1.ID.SECRET.PIN); a whole token is accepted too.
+    let id = id.strip_prefix("gtj1.").map_or(id, |rest| rest.split('.').next().unwrap_or(rest));
+    match state.cluster.commit(Command::RevokeJoinToken { id: id.to_string() }).await {
+        Ok(_) => json_reply(StatusCode::OK, &json!({ "revoked": id })),
+        Err(ClusterError::Refused(_)) => {
+            error(StatusCode::NOT_FOUND, "unknown_token", &format!("no join token with id {id}"), &[])
+        }
         Err(e) => cluster_error(e),
     }
 }

@@ -1,6 +1,7 @@
 //! The command line: `gantry run` starts a node, `gantry demo` a demo on this machine. Flags follow DESIGN.md §10; every listen
 //! address is a flag.
 
+pub mod ctl;
 mod run;
 
 use std::net::SocketAddr;
@@ -21,7 +22,9 @@ pub struct Cli {
 #[derive(Debug, Subcommand)]
 pub enum Command {
     /// Run a node. With -c FILE it serves FILE and re-reads it on SIGHUP.
-    Run(RunArgs),
+    Run(Box<RunArgs>),
+    /// Operate a cluster through a node's admin API.
+    Ctl(ctl::CtlArgs),
     /// Start a demo on this machine: demo backends, a node with a sample config, what to try.
     Demo(crate::demo::DemoArgs),
 }
@@ -83,7 +86,8 @@ pub struct RunArgs {
 pub fn main() -> i32 {
     let cli = Cli::parse();
     match cli.command {
-        Command::Run(args) => run::run(args),
+        Command::Run(args) => run::run(*args),
+        Command::Ctl(args) => ctl::run(args),
         Command::Demo(args) => {
             crate::telemetry::init_logging(LogFormat::Text);
             crate::demo::run(args)

@@ -172,7 +172,7 @@ impl JoinTokenText {
         if *prefix != "gtj1" {
             return Err(format!("unknown join token version \"{prefix}\" (expected gtj1)"));
         }
-        let hex = |s: &str| s.len() % 2 == 0 && !s.is_empty() && s.bytes().all(|b| b.is_ascii_hexdigit());
+        let hex = |s: &str| s.len().is_multiple_of(2) && !s.is_empty() && s.bytes().all(|b| b.is_ascii_hexdigit());
         if !hex(id) || !hex(secret) || pin.len() != 64 || !hex(pin) {
             return Err("the join token is malformed (not hex)".into());
         }

@@ -23,7 +23,7 @@ const CAUGHT_UP_LAG: u64 = 20;
 /// Voters wanted for a cluster of `nodes` members.
 pub fn target_voters(nodes: usize) -> usize {
     match nodes {
-        0 | 1 | 2 => 1,
+        0..=2 => 1,
         3..=6 => 3,
         _ => 5,
     }

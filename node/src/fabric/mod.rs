@@ -31,6 +31,8 @@ pub const ALPN_RAFT: &[u8] = b"gantry-raft/1";
 pub const ALPN_JOIN: &[u8] = b"gantry-join/1";
 /// Every protocol a member serves.
 const SERVED_ALPNS: [&[u8]; 2] = [ALPN_RAFT, ALPN_JOIN];
+/// Protocols a member dials other members on (joins dial with `join_call`).
+const DIALED_ALPNS: [&[u8]; 1] = [ALPN_RAFT];
 
 /// QUIC close code for a peer this cluster does not (or no longer) admit.
 const CLOSE_REFUSED: u32 = 0x4701;
@@ -84,13 +86,16 @@ pub struct FabricStats {
     pub requests_served: AtomicU64,
 }
 
+/// A cached connection: peer address, the node expected there, protocol.
+type ConnectionKey = (SocketAddr, NodeId, &'static [u8]);
+
 pub struct Fabric {
     endpoint: quinn::Endpoint,
     node_id: NodeId,
     member: MemberTls,
     client_configs: HashMap<&'static [u8], quinn::ClientConfig>,
     /// Keyed by the node expected at the address too, so its name is checked on every dial.
-    connections: Mutex<HashMap<(SocketAddr, NodeId, &'static [u8]), quinn::Connection>>,
+    connections: Mutex<HashMap<ConnectionKey, quinn::Connection>>,
     /// Node ids whose certificates are refused (removed members).
     refused: ArcSwap<BTreeSet<NodeId>>,
     pub stats: FabricStats,
@@ -124,7 +129,7 @@ impl Fabric {
         let endpoint =
             quinn::Endpoint::server(server_config, addr).map_err(|source| FabricError::Bind { addr, source })?;
         let mut client_configs = HashMap::new();
-        for alpn in [ALPN_RAFT] {
+        for alpn in DIALED_ALPNS {
             let client_tls = tls::member_client_config(&member, alpn)?;
             let quic_client =
                 QuicClientConfig::try_from(client_tls).map_err(|e| rustls::Error::General(e.to_string()))?;

@@ -151,9 +151,23 @@ pub struct Gantry {
     child: Option<Child>,
     pub http: SocketAddr,
     pub admin: SocketAddr,
+    pub fabric: SocketAddr,
     pub dir: tempfile::TempDir,
     pub config_path: PathBuf,
     log_path: PathBuf,
+    stdout_path: PathBuf,
+    args: Vec<String>,
+}
+
+/// How to start a cluster member.
+#[derive(Default)]
+pub struct MemberOptions<'a> {
+    pub name: &'a str,
+    pub zone: &'a str,
+    pub config: Option<&'a str>,
+    /// (fabric address of a member, join token)
+    pub join: Option<(SocketAddr, String)>,
+    pub extra: &'a [&'a str],
 }
 
 impl Gantry {
@@ -168,30 +182,103 @@ impl Gantry {
         gantry
     }
 
-    /// Spawns without waiting (for start-up failure tests).
+    /// Spawns a single node on `yaml` without waiting (for start-up failure tests).
     pub fn spawn(yaml: &str, extra: &[&str]) -> Gantry {
+        Self::spawn_member(MemberOptions { name: "solo", zone: "a", config: Some(yaml), join: None, extra })
+    }
+
+    /// Spawns a cluster member on fresh loopback ports and a fresh data dir.
+    pub fn spawn_member(options: MemberOptions<'_>) -> Gantry {
         let dir = tempfile::tempdir().expect("temp dir");
         let config_path = dir.path().join("gantry.yaml");
-        std::fs::write(&config_path, yaml).expect("write config");
-        let log_path = dir.path().join("gantry.log");
-        let log = std::fs::File::create(&log_path).expect("log file");
         let http = free_addr();
         let admin = free_addr();
+        let fabric = free_addr();
+        let mut args: Vec<String> =
+            vec!["run".into(), "--name".into(), options.name.into(), "--zone".into(), options.zone.into()];
+        if let Some(yaml) = options.config {
+            std::fs::write(&config_path, yaml).expect("write config");
+            args.extend(["-c".into(), config_path.display().to_string()]);
+        }
+        args.extend(
+            [
+                "--http".to_string(),
+                http.to_string(),
+                "--admin".into(),
+                admin.to_string(),
+                "--https".into(),
+                free_addr().to_string(),
+                "--fabric".into(),
+                fabric.to_string(),
+                "--data-dir".into(),
+                dir.path().join("data").display().to_string(),
+            ]
+            .into_iter(),
+        );
+        if let Some((address, token)) = &options.join {
+            args.extend(["--join".into(), address.to_string(), "--token".into(), token.clone()]);
+        }
+        args.extend(options.extra.iter().map(|a| a.to_string()));
+        let mut gantry = Gantry {
+            child: None,
+            http,
+            admin,
+            fabric,
+            log_path: dir.path().join("gantry.log"),
+            stdout_path: dir.path().join("stdout.log"),
+            dir,
+            config_path,
+            args,
+        };
+        gantry.launch();
+        gantry
+    }
+
+    fn launch(&mut self) {
+        let append =
+            |path: &PathBuf| std::fs::OpenOptions::new().create(true).append(true).open(path).expect("log file");
         let child = Command::new(env!("CARGO_BIN_EXE_gantry"))
-            .args(["run", "-c"])
-            .arg(&config_path)
-            .args(["--http", &http.to_string(), "--admin", &admin.to_string(), "--https", &free_addr().to_string()])
-            .args(["--fabric", &free_addr().to_string()])
-            .arg("--data-dir")
-            .arg(dir.path().join("data"))
-            .args(extra)
+            .args(&self.args)
             .env("RUST_LOG", "info")
             .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(log)
+            .stdout(append(&self.stdout_path))
+            .stderr(append(&self.log_path))
             .spawn()
             .expect("spawn gantry");
-        Gantry { child: Some(child), http, admin, dir, config_path, log_path }
+        self.child = Some(child);
+    }
+
+    /// SIGKILL, as a crash would.
+    pub fn kill9(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+
+    /// Starts the process again on the same data dir and ports.
+    pub async fn restart(&mut self) {
+        self.kill9();
+        self.launch();
+        self.wait_ready().await;
+    }
+
+    pub fn stdout(&self) -> String {
+        std::fs::read_to_string(&self.stdout_path).unwrap_or_default()
+    }
+
+    /// The join token a bootstrap node printed.
+    pub fn join_token(&self) -> String {
+        self.stdout()
+            .split_whitespace()
+            .find(|w| w.starts_with("gtj1."))
+            .map(str::to_string)
+            .unwrap_or_else(|| panic!("no join token printed:\n{}", self.stdout()))
+    }
+
+    /// The admin token a bootstrap node wrote.
+    pub fn admin_token(&self) -> String {
+        std::fs::read_to_string(self.dir.path().join("data/admin-token")).expect("admin token").trim().to_string()
     }
 
     pub fn pid(&self) -> u32 {
@@ -380,4 +467,34 @@ pub async fn spread(url: &str, n: usize, headers: &[(&str, &str)]) -> BTreeMap<S
         *counts.entry(name).or_insert(0) += 1;
     }
     counts
+}
+
+impl Gantry {
+    /// Calls this node's admin API.
+    pub async fn admin_call(&self, method: http::Method, path: &str, token: Option<&str>, body: &str) -> Reply {
+        let bearer = token.map(|t| format!("Bearer {t}"));
+        let headers: Vec<(&str, &str)> = bearer.as_deref().map(|b| vec![("authorization", b)]).unwrap_or_default();
+        request(&client(), method, &format!("http://{}{path}", self.admin), &headers, Bytes::from(body.to_string()))
+            .await
+            .expect("admin call")
+    }
+
+    pub async fn put_config(&self, token: &str, yaml: &str) -> Reply {
+        self.admin_call(http::Method::PUT, "/v1/config", Some(token), yaml).await
+    }
+
+    /// The config revision this node serves, from `GET /v1/config`.
+    pub async fn serving_revision(&self) -> u64 {
+        match get(&format!("http://{}/v1/config", self.admin)).await {
+            Ok(reply) => reply.json()["revision"].as_u64().unwrap_or(0),
+            Err(_) => 0,
+        }
+    }
+
+    pub async fn cluster_status(&self) -> serde_json::Value {
+        match get(&format!("http://{}/v1/status", self.admin)).await {
+            Ok(reply) => reply.json()["cluster"].clone(),
+            Err(_) => serde_json::Value::Null,
+        }
+    }
 }

@@ -3,6 +3,8 @@
 
 mod common;
 
+mod cluster;
+
 mod demo;
 mod examples;
 mod health;

@@ -26,23 +26,15 @@ pub fn parse_duration(text: &str) -> Result<Duration, String> {
     let text = text.trim();
     let split = text
         .find(|c: char| !(c.is_ascii_digit() || c == '.'))
-        .ok_or_else(|| {
-            format!("duration \"{text}\" has no unit: write e.g. 500ms, 5s, 1m or 1h")
-        })?;
+        .ok_or_else(|| format!("duration \"{text}\" has no unit: write e.g. 500ms, 5s, 1m or 1h"))?;
     let (number, unit) = text.split_at(split);
-    let value: f64 = number
-        .parse()
-        .map_err(|_| format!("duration \"{text}\" does not start with a number"))?;
+    let value: f64 = number.parse().map_err(|_| format!("duration \"{text}\" does not start with a number"))?;
     let millis_per_unit = match unit {
         "ms" => 1.0,
         "s" => 1_000.0,
         "m" => 60_000.0,
         "h" => 3_600_000.0,
-        other => {
-            return Err(format!(
-                "duration \"{text}\" has unknown unit \"{other}\": use ms, s, m or h"
-            ))
-        }
+        other => return Err(format!("duration \"{text}\" has unknown unit \"{other}\": use ms, s, m or h")),
     };
     let millis = value * millis_per_unit;
     if !millis.is_finite() || millis > 1e15 {

@@ -21,10 +21,7 @@ pub struct Problem {
 
 impl Problem {
     pub fn new(path: impl Into<String>, message: impl Into<String>) -> Self {
-        Self {
-            path: path.into(),
-            message: message.into(),
-        }
+        Self { path: path.into(), message: message.into() }
     }
 }
 
@@ -68,9 +65,7 @@ pub fn parse_document(text: &str) -> Result<Document, ConfigError> {
     let raw: serde_json::Value = match serde_saphyr::from_str(text) {
         Ok(value) => value,
         Err(err) => {
-            return Err(ConfigError {
-                problems: vec![Problem::new("", format!("not valid YAML or JSON: {err}"))],
-            })
+            return Err(ConfigError { problems: vec![Problem::new("", format!("not valid YAML or JSON: {err}"))] })
         }
     };
     let mut problems = Vec::new();
@@ -87,22 +82,13 @@ pub fn parse_document(text: &str) -> Result<Document, ConfigError> {
                     ));
                 }
             }
-            document.listeners =
-                parse_section(&map, "listeners", &mut problems, &mut context.listeners);
-            document.certificates = parse_section(
-                &map,
-                "certificates",
-                &mut problems,
-                &mut context.certificates,
-            );
-            document.services =
-                parse_section(&map, "services", &mut problems, &mut context.services);
+            document.listeners = parse_section(&map, "listeners", &mut problems, &mut context.listeners);
+            document.certificates = parse_section(&map, "certificates", &mut problems, &mut context.certificates);
+            document.services = parse_section(&map, "services", &mut problems, &mut context.services);
             document.routes = parse_section(&map, "routes", &mut problems, &mut context.routes);
         }
-        _ => problems.push(Problem::new(
-            "",
-            "the document must be a mapping with listeners, certificates, services and routes",
-        )),
+        _ => problems
+            .push(Problem::new("", "the document must be a mapping with listeners, certificates, services and routes")),
     }
     validate::validate(&document, &context, &mut problems);
     if problems.is_empty() {

@@ -281,10 +281,7 @@ pub struct ServiceTimeouts {
 
 impl Default for ServiceTimeouts {
     fn default() -> Self {
-        Self {
-            connect: HumanDuration::from_secs(2),
-            idle: HumanDuration::from_secs(60),
-        }
+        Self { connect: HumanDuration::from_secs(2), idle: HumanDuration::from_secs(60) }
     }
 }
 

@@ -46,10 +46,7 @@ fn valid_document_parses_with_defaults() {
     assert_eq!(doc.routes[1].retries.as_ref().map(|r| r.attempts), Some(3));
     assert_eq!(doc.routes[0].timeout, HumanDuration::from_secs(15));
     assert!(doc.routes[0].preserve_host);
-    assert_eq!(
-        doc.routes[0].matcher.headers.get("x-canary"),
-        Some(&ValueMatch::Exact("true".into()))
-    );
+    assert_eq!(doc.routes[0].matcher.headers.get("x-canary"), Some(&ValueMatch::Exact("true".into())));
     assert_eq!(doc.listeners[0].limits, ListenerLimits::default());
 }
 
@@ -91,10 +88,7 @@ routes:
         "routes[3].to[0].subset: service \"reviews\" has no endpoint in subset \"v9\"",
     ];
     for e in expect {
-        assert!(
-            problems.iter().any(|p| p.starts_with(e)),
-            "missing {e:?} in {problems:#?}"
-        );
+        assert!(problems.iter().any(|p| p.starts_with(e)), "missing {e:?} in {problems:#?}");
     }
     // routes[2] failed to parse (bad timeout), so its unknown service is not reached; the
     // other routes are still checked, under their index in the file.
@@ -111,16 +105,8 @@ routes:
   - { name: c, to: [ { service: reviws } ] }
 "#;
     let problems = problems_of(text);
-    assert!(
-        problems
-            .iter()
-            .any(|p| p.starts_with("routes[0].bogus: unknown field `bogus`")),
-        "{problems:#?}"
-    );
-    assert!(
-        problems.contains(&"routes[2].to[0].service: unknown service \"reviws\"".to_string()),
-        "{problems:#?}"
-    );
+    assert!(problems.iter().any(|p| p.starts_with("routes[0].bogus: unknown field `bogus`")), "{problems:#?}");
+    assert!(problems.contains(&"routes[2].to[0].service: unknown service \"reviws\"".to_string()), "{problems:#?}");
 }
 
 #[test]
@@ -146,23 +132,13 @@ unknown_section: 1
         "routes[0].listeners[1]: unknown listener \"missing\"",
         "routes[0].to[0].service: unknown service \"x\"",
     ] {
-        assert!(
-            problems.iter().any(|p| p.starts_with(e)),
-            "missing {e:?} in {problems:#?}"
-        );
+        assert!(problems.iter().any(|p| p.starts_with(e)), "missing {e:?} in {problems:#?}");
     }
 }
 
 #[test]
 fn garbage_is_a_clear_error_not_a_panic() {
-    for text in [
-        "[1, 2",
-        "- a\n- b",
-        "listeners: 3",
-        ":\n  :\n -",
-        "\u{0}\u{1}",
-        "routes: [ {name: 1} ]",
-    ] {
+    for text in ["[1, 2", "- a\n- b", "listeners: 3", ":\n  :\n -", "\u{0}\u{1}", "routes: [ {name: 1} ]"] {
         let err = parse_document(text).expect_err(text);
         assert!(!err.problems.is_empty());
     }

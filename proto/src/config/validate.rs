@@ -57,19 +57,11 @@ pub(crate) fn validate(doc: &Document, context: &ParseContext, problems: &mut Ve
 }
 
 /// Reports an empty name, or one already used in the same section.
-fn check_unique_name<'a>(
-    seen: &mut HashSet<&'a str>,
-    name: &'a str,
-    path: &str,
-    problems: &mut Vec<Problem>,
-) {
+fn check_unique_name<'a>(seen: &mut HashSet<&'a str>, name: &'a str, path: &str, problems: &mut Vec<Problem>) {
     if name.trim().is_empty() {
         problems.push(Problem::new(format!("{path}.name"), "must not be empty"));
     } else if !seen.insert(name) {
-        problems.push(Problem::new(
-            format!("{path}.name"),
-            format!("duplicate name \"{name}\""),
-        ));
+        problems.push(Problem::new(format!("{path}.name"), format!("duplicate name \"{name}\"")));
     }
 }
 
@@ -100,20 +92,17 @@ fn check_listeners<'a>(
                     format!("\"{address}\" is not an IP:PORT address (e.g. 0.0.0.0:8080)"),
                 )),
             },
-            (None, ListenerProtocol::Tcp) => problems.push(Problem::new(
-                format!("{path}.address"),
-                "a tcp listener needs an address",
-            )),
+            (None, ListenerProtocol::Tcp) => {
+                problems.push(Problem::new(format!("{path}.address"), "a tcp listener needs an address"))
+            }
             (None, protocol) => {
-                let flag = if protocol == ListenerProtocol::Http {
-                    "--http"
-                } else {
-                    "--https"
-                };
+                let flag = if protocol == ListenerProtocol::Http { "--http" } else { "--https" };
                 if let Some(other) = addresses.insert(flag.to_string(), &listener.name) {
                     problems.push(Problem::new(
                         format!("{path}.address"),
-                        format!("listener \"{other}\" already takes the node's {flag} address; give this one an address"),
+                        format!(
+                            "listener \"{other}\" already takes the node's {flag} address; give this one an address"
+                        ),
                     ));
                 }
             }
@@ -123,24 +112,15 @@ fn check_listeners<'a>(
             ("max_connections", u64::from(limits.max_connections)),
             ("max_headers", u64::from(limits.max_headers)),
             ("max_body_bytes", limits.max_body_bytes),
-            (
-                "header_read_timeout",
-                limits.header_read_timeout.get().as_millis() as u64,
-            ),
+            ("header_read_timeout", limits.header_read_timeout.get().as_millis() as u64),
             ("idle_timeout", limits.idle_timeout.get().as_millis() as u64),
         ] {
             if value == 0 {
-                problems.push(Problem::new(
-                    format!("{path}.limits.{field}"),
-                    "must be above 0",
-                ));
+                problems.push(Problem::new(format!("{path}.limits.{field}"), "must be above 0"));
             }
         }
         if limits.max_header_bytes < 8192 {
-            problems.push(Problem::new(
-                format!("{path}.limits.max_header_bytes"),
-                "must be at least 8192",
-            ));
+            problems.push(Problem::new(format!("{path}.limits.max_header_bytes"), "must be at least 8192"));
         }
     }
     by_name
@@ -156,16 +136,10 @@ fn check_certificates<'a>(
         let path = format!("certificates[{}]", context.certificates.index(i));
         check_unique_name(&mut seen, &cert.name, &path, problems);
         if cert.cert_file.trim().is_empty() {
-            problems.push(Problem::new(
-                format!("{path}.cert_file"),
-                "must not be empty",
-            ));
+            problems.push(Problem::new(format!("{path}.cert_file"), "must not be empty"));
         }
         if cert.key_file.trim().is_empty() {
-            problems.push(Problem::new(
-                format!("{path}.key_file"),
-                "must not be empty",
-            ));
+            problems.push(Problem::new(format!("{path}.key_file"), "must not be empty"));
         }
         for (j, name) in cert.server_names.iter().enumerate() {
             if let Err(message) = check_host_pattern(name) {
@@ -173,13 +147,7 @@ fn check_certificates<'a>(
             }
         }
     }
-    seen.extend(
-        context
-            .certificates
-            .unparsed_names
-            .iter()
-            .map(String::as_str),
-    );
+    seen.extend(context.certificates.unparsed_names.iter().map(String::as_str));
     seen
 }
 
@@ -199,10 +167,7 @@ fn check_services<'a>(
         let path = format!("services[{}]", context.services.index(i));
         check_unique_name(&mut seen, &service.name, &path, problems);
         if service.endpoints.is_empty() {
-            problems.push(Problem::new(
-                format!("{path}.endpoints"),
-                "needs at least one endpoint",
-            ));
+            problems.push(Problem::new(format!("{path}.endpoints"), "needs at least one endpoint"));
         }
         let mut addresses = HashSet::new();
         for (j, endpoint) in service.endpoints.iter().enumerate() {
@@ -217,24 +182,15 @@ fn check_services<'a>(
                 ));
             }
             if !(1..=10_000).contains(&endpoint.weight) {
-                problems.push(Problem::new(
-                    format!("{epath}.weight"),
-                    "must be within 1-10000",
-                ));
+                problems.push(Problem::new(format!("{epath}.weight"), "must be within 1-10000"));
             }
         }
         if service.hash_on.is_some() && service.lb != LbPolicy::RingHash {
-            problems.push(Problem::new(
-                format!("{path}.hash_on"),
-                "only applies to lb: ring_hash",
-            ));
+            problems.push(Problem::new(format!("{path}.hash_on"), "only applies to lb: ring_hash"));
         }
         if let Some(HashOn::Header(name) | HashOn::Cookie(name)) = &service.hash_on {
             if name.trim().is_empty() {
-                problems.push(Problem::new(
-                    format!("{path}.hash_on"),
-                    "names an empty header or cookie",
-                ));
+                problems.push(Problem::new(format!("{path}.hash_on"), "names an empty header or cookie"));
             }
         }
         if let Some(sticky) = &service.sticky {
@@ -244,15 +200,9 @@ fn check_services<'a>(
                     format!("\"{}\" is not a valid cookie name", sticky.cookie),
                 ));
             }
-            if sticky
-                .ttl
-                .is_some_and(|t| t.get() < std::time::Duration::from_secs(1))
-            {
+            if sticky.ttl.is_some_and(|t| t.get() < std::time::Duration::from_secs(1)) {
                 // Max-Age is in whole seconds; 0 would tell the browser to delete the cookie.
-                problems.push(Problem::new(
-                    format!("{path}.sticky.ttl"),
-                    "must be at least 1s",
-                ));
+                problems.push(Problem::new(format!("{path}.sticky.ttl"), "must be at least 1s"));
             }
         }
         if let Some(check) = &service.health_check {
@@ -267,16 +217,10 @@ fn check_services<'a>(
                 problems.push(Problem::new(format!("{hpath}.timeout"), "must be above 0"));
             }
             if check.healthy == 0 {
-                problems.push(Problem::new(
-                    format!("{hpath}.healthy"),
-                    "must be at least 1",
-                ));
+                problems.push(Problem::new(format!("{hpath}.healthy"), "must be at least 1"));
             }
             if check.unhealthy == 0 {
-                problems.push(Problem::new(
-                    format!("{hpath}.unhealthy"),
-                    "must be at least 1",
-                ));
+                problems.push(Problem::new(format!("{hpath}.unhealthy"), "must be at least 1"));
             }
             if let Err(message) = parse_status_ranges(&check.expected_statuses) {
                 problems.push(Problem::new(format!("{hpath}.expected_statuses"), message));
@@ -285,38 +229,22 @@ fn check_services<'a>(
         if let Some(outlier) = &service.outlier_detection {
             let opath = format!("{path}.outlier_detection");
             if outlier.max_ejection_percent > 100 {
-                problems.push(Problem::new(
-                    format!("{opath}.max_ejection_percent"),
-                    "must be within 0-100",
-                ));
+                problems.push(Problem::new(format!("{opath}.max_ejection_percent"), "must be within 0-100"));
             }
             if outlier.base_ejection_time.get().is_zero() {
-                problems.push(Problem::new(
-                    format!("{opath}.base_ejection_time"),
-                    "must be above 0",
-                ));
+                problems.push(Problem::new(format!("{opath}.base_ejection_time"), "must be above 0"));
             }
             if outlier.interval.get().is_zero() {
                 problems.push(Problem::new(format!("{opath}.interval"), "must be above 0"));
             }
         }
         if service.timeouts.connect.get().is_zero() {
-            problems.push(Problem::new(
-                format!("{path}.timeouts.connect"),
-                "must be above 0",
-            ));
+            problems.push(Problem::new(format!("{path}.timeouts.connect"), "must be above 0"));
         }
         if service.timeouts.idle.get().is_zero() {
-            problems.push(Problem::new(
-                format!("{path}.timeouts.idle"),
-                "must be above 0",
-            ));
+            problems.push(Problem::new(format!("{path}.timeouts.idle"), "must be above 0"));
         }
-        let subsets = service
-            .endpoints
-            .iter()
-            .filter_map(|e| e.subset.as_deref())
-            .collect();
+        let subsets = service.endpoints.iter().filter_map(|e| e.subset.as_deref()).collect();
         facts.insert(service.name.as_str(), Some(ServiceFacts { subsets }));
     }
     for name in &context.services.unparsed_names {
@@ -335,38 +263,24 @@ fn check_listener_references(
     for (i, listener) in doc.listeners.iter().enumerate() {
         let path = format!("listeners[{}]", context.listeners.index(i));
         match listener.protocol {
-            ListenerProtocol::Https if listener.certificates.is_empty() => {
-                problems.push(Problem::new(
-                    format!("{path}.certificates"),
-                    "an https listener needs at least one certificate",
-                ))
-            }
+            ListenerProtocol::Https if listener.certificates.is_empty() => problems
+                .push(Problem::new(format!("{path}.certificates"), "an https listener needs at least one certificate")),
             ListenerProtocol::Http | ListenerProtocol::Tcp if !listener.certificates.is_empty() => {
-                problems.push(Problem::new(
-                    format!("{path}.certificates"),
-                    "only https listeners take certificates",
-                ))
+                problems.push(Problem::new(format!("{path}.certificates"), "only https listeners take certificates"))
             }
             _ => {}
         }
         for (j, cert) in listener.certificates.iter().enumerate() {
             if !certificates.contains(cert.as_str()) {
-                problems.push(Problem::new(
-                    format!("{path}.certificates[{j}]"),
-                    format!("unknown certificate \"{cert}\""),
-                ));
+                problems
+                    .push(Problem::new(format!("{path}.certificates[{j}]"), format!("unknown certificate \"{cert}\"")));
             }
         }
         match (&listener.protocol, &listener.service) {
-            (ListenerProtocol::Tcp, None) => problems.push(Problem::new(
-                format!("{path}.service"),
-                "a tcp listener needs the service it forwards to",
-            )),
+            (ListenerProtocol::Tcp, None) => problems
+                .push(Problem::new(format!("{path}.service"), "a tcp listener needs the service it forwards to")),
             (ListenerProtocol::Tcp, Some(service)) if !services.contains_key(service.as_str()) => {
-                problems.push(Problem::new(
-                    format!("{path}.service"),
-                    format!("unknown service \"{service}\""),
-                ))
+                problems.push(Problem::new(format!("{path}.service"), format!("unknown service \"{service}\"")))
             }
             (ListenerProtocol::Http | ListenerProtocol::Https, Some(_)) => problems.push(Problem::new(
                 format!("{path}.service"),
@@ -390,33 +304,21 @@ fn check_routes(
         check_unique_name(&mut seen, &route.name, &path, problems);
         for (j, listener) in route.listeners.iter().enumerate() {
             match listeners.get(listener.as_str()) {
-                None if !context.listeners.unparsed_names.contains(listener) => {
-                    problems.push(Problem::new(
-                        format!("{path}.listeners[{j}]"),
-                        format!("unknown listener \"{listener}\""),
-                    ))
-                }
+                None if !context.listeners.unparsed_names.contains(listener) => problems
+                    .push(Problem::new(format!("{path}.listeners[{j}]"), format!("unknown listener \"{listener}\""))),
                 Some(ListenerProtocol::Tcp) => problems.push(Problem::new(
                     format!("{path}.listeners[{j}]"),
-                    format!(
-                        "listener \"{listener}\" is tcp; routes apply to http and https listeners"
-                    ),
+                    format!("listener \"{listener}\" is tcp; routes apply to http and https listeners"),
                 )),
                 _ => {}
             }
         }
         check_match(&route.matcher, &format!("{path}.match"), problems);
         if route.to.is_empty() {
-            problems.push(Problem::new(
-                format!("{path}.to"),
-                "needs at least one destination",
-            ));
+            problems.push(Problem::new(format!("{path}.to"), "needs at least one destination"));
         }
         if !route.to.is_empty() && route.to.iter().all(|d| d.weight == 0) {
-            problems.push(Problem::new(
-                format!("{path}.to"),
-                "weights must not all be 0",
-            ));
+            problems.push(Problem::new(format!("{path}.to"), "weights must not all be 0"));
         }
         for (j, destination) in route.to.iter().enumerate() {
             let dpath = format!("{path}.to[{j}]");
@@ -430,10 +332,7 @@ fn check_routes(
                         if !facts.subsets.contains(subset.as_str()) {
                             problems.push(Problem::new(
                                 format!("{dpath}.subset"),
-                                format!(
-                                    "service \"{}\" has no endpoint in subset \"{subset}\"",
-                                    destination.service
-                                ),
+                                format!("service \"{}\" has no endpoint in subset \"{subset}\"", destination.service),
                             ));
                         }
                     }
@@ -447,21 +346,13 @@ fn check_routes(
         if let Some(retries) = &route.retries {
             let rpath = format!("{path}.retries");
             if !(1..=10).contains(&retries.attempts) {
-                problems.push(Problem::new(
-                    format!("{rpath}.attempts"),
-                    "must be within 1-10",
-                ));
+                problems.push(Problem::new(format!("{rpath}.attempts"), "must be within 1-10"));
             }
             if retries.budget_percent > 100 {
-                problems.push(Problem::new(
-                    format!("{rpath}.budget_percent"),
-                    "must be within 0-100",
-                ));
+                problems.push(Problem::new(format!("{rpath}.budget_percent"), "must be within 0-100"));
             }
             for (j, condition) in retries.on.iter().enumerate() {
-                let is_status = condition
-                    .parse::<u16>()
-                    .is_ok_and(|s| (100..=599).contains(&s));
+                let is_status = condition.parse::<u16>().is_ok_and(|s| (100..=599).contains(&s));
                 if !is_status && !RETRY_CONDITIONS.contains(&condition.as_str()) {
                     problems.push(Problem::new(
                         format!("{rpath}.on[{j}]"),
@@ -473,10 +364,7 @@ fn check_routes(
                 }
             }
             if retries.per_try_timeout.is_some_and(|t| t.get().is_zero()) {
-                problems.push(Problem::new(
-                    format!("{rpath}.per_try_timeout"),
-                    "must be above 0",
-                ));
+                problems.push(Problem::new(format!("{rpath}.per_try_timeout"), "must be above 0"));
             }
         }
     }
@@ -488,20 +376,11 @@ fn check_match(matcher: &RouteMatch, path: &str, problems: &mut Vec<Problem>) {
             problems.push(Problem::new(format!("{path}.host"), message));
         }
     }
-    let path_kinds = [&matcher.path, &matcher.path_prefix, &matcher.path_regex]
-        .iter()
-        .filter(|p| p.is_some())
-        .count();
+    let path_kinds = [&matcher.path, &matcher.path_prefix, &matcher.path_regex].iter().filter(|p| p.is_some()).count();
     if path_kinds > 1 {
-        problems.push(Problem::new(
-            path.to_string(),
-            "use at most one of path, path_prefix and path_regex",
-        ));
+        problems.push(Problem::new(path.to_string(), "use at most one of path, path_prefix and path_regex"));
     }
-    for (field, value) in [
-        ("path", &matcher.path),
-        ("path_prefix", &matcher.path_prefix),
-    ] {
+    for (field, value) in [("path", &matcher.path), ("path_prefix", &matcher.path_prefix)] {
         if let Some(value) = value {
             if !value.starts_with('/') {
                 problems.push(Problem::new(format!("{path}.{field}"), "must start with /"));
@@ -510,10 +389,7 @@ fn check_match(matcher: &RouteMatch, path: &str, problems: &mut Vec<Problem>) {
     }
     if let Some(regex) = &matcher.path_regex {
         if let Err(err) = regex::Regex::new(regex) {
-            problems.push(Problem::new(
-                format!("{path}.path_regex"),
-                format!("invalid regex: {err}"),
-            ));
+            problems.push(Problem::new(format!("{path}.path_regex"), format!("invalid regex: {err}")));
         }
     }
     for (j, method) in matcher.methods.iter().enumerate() {
@@ -541,10 +417,7 @@ fn check_match(matcher: &RouteMatch, path: &str, problems: &mut Vec<Problem>) {
 
 /// RFC 7230 token characters: valid header and cookie names.
 fn is_token(name: &str) -> bool {
-    !name.is_empty()
-        && name
-            .bytes()
-            .all(|b| b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b))
+    !name.is_empty() && name.bytes().all(|b| b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b))
 }
 
 fn check_host_pattern(host: &str) -> Result<(), String> {
@@ -554,16 +427,12 @@ fn check_host_pattern(host: &str) -> Result<(), String> {
         && bare.split('.').all(|label| {
             !label.is_empty()
                 && label.len() <= 63
-                && label
-                    .bytes()
-                    .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
+                && label.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
         });
     if valid {
         Ok(())
     } else {
-        Err(format!(
-            "\"{host}\" is not a lower-case host name or a *.suffix wildcard"
-        ))
+        Err(format!("\"{host}\" is not a lower-case host name or a *.suffix wildcard"))
     }
 }
 
@@ -580,8 +449,6 @@ fn check_host_port(address: &str) -> Result<(), String> {
     if valid {
         Ok(())
     } else {
-        Err(format!(
-            "\"{address}\" is not HOST:PORT (e.g. 10.0.1.7:9080)"
-        ))
+        Err(format!("\"{address}\" is not HOST:PORT (e.g. 10.0.1.7:9080)"))
     }
 }

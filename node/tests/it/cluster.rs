@@ -1,0 +1,331 @@
+//! The cluster across processes: bootstrap and two joins in three zones, config applied on a
+//! follower and served everywhere, leader kill -9 with writes continuing, restart and catch-up,
+//! snapshot install after compaction, refused joins and removed nodes, CAS and auth.
+
+use std::time::Duration;
+
+use crate::common::*;
+
+const WAIT: Duration = Duration::from_secs(30);
+
+fn web_config(backend: &Backend, marker: &str) -> String {
+    format!(
+        r#"
+listeners: [ {{ name: public, protocol: http }} ]
+services: [ {{ name: web, endpoints: [ {{ address: "{}" }} ] }} ]
+routes: [ {{ name: {marker}, to: [ {{ service: web }} ] }} ]
+"#,
+        backend.addr
+    )
+}
+
+/// Bootstraps n1 in zone a and joins n2 (b) and n3 (c); waits for three voters.
+async fn three_zone_cluster(extra: &[&str]) -> Vec<Gantry> {
+    let mut first = Gantry::spawn_member(MemberOptions { name: "n1", zone: "a", extra, ..Default::default() });
+    first.wait_ready().await;
+    let token = first.join_token();
+    let mut nodes = vec![first];
+    for (name, zone) in [("n2", "b"), ("n3", "c")] {
+        let join = Some((nodes[0].fabric, token.clone()));
+        let mut node = Gantry::spawn_member(MemberOptions { name, zone, join, extra, ..Default::default() });
+        node.wait_ready().await;
+        nodes.push(node);
+    }
+    let leader_admin = nodes[0].admin;
+    eventually(WAIT, "three voters", || async move {
+        get(&format!("http://{leader_admin}/v1/status"))
+            .await
+            .is_ok_and(|r| r.json()["cluster"]["voters"].as_array().is_some_and(|v| v.len() == 3))
+    })
+    .await;
+    nodes
+}
+
+async fn leader_index(nodes: &[Gantry]) -> Option<usize> {
+    for (i, node) in nodes.iter().enumerate() {
+        if node.cluster_status().await["role"] == "leader" {
+            return Some(i);
+        }
+    }
+    None
+}
+
+async fn wait_serving(node: &Gantry, revision: u64) {
+    let admin = node.admin;
+    eventually(WAIT, &format!("node at {admin} serves revision {revision}"), || async move {
+        get(&format!("http://{admin}/v1/config")).await.is_ok_and(|r| r.json()["revision"].as_u64() == Some(revision))
+    })
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn three_zones_apply_failover_and_catch_up() {
+    let backend = Backend::start("web").await;
+    let mut nodes = three_zone_cluster(&[]).await;
+    let token = nodes[0].admin_token();
+
+    // Members: three voters in three zones, one leader.
+    let members = get(&format!("http://{}/v1/members", nodes[1].admin)).await.expect("members").json();
+    let list = members["members"].as_array().cloned().unwrap_or_default();
+    assert_eq!(list.len(), 3);
+    let zones: std::collections::BTreeSet<_> =
+        list.iter().map(|m| m["zone"].as_str().unwrap_or("").to_string()).collect();
+    assert_eq!(zones.len(), 3, "{members}");
+    assert!(list.iter().all(|m| m["role"] == "voter"));
+
+    // Apply on a follower; every node serves the same revision.
+    let leader = leader_index(&nodes).await.expect("a leader");
+    let follower = (leader + 1) % 3;
+    let reply = nodes[follower].put_config(&token, &web_config(&backend, "r1")).await;
+    assert_eq!(reply.status, 200, "{}", reply.text());
+    let revision = reply.json()["revision"].as_u64().expect("revision");
+    for node in &nodes {
+        wait_serving(node, revision).await;
+        let served = get(&node.url("/")).await.expect("proxied");
+        assert_eq!(served.header("x-backend"), Some("web"));
+    }
+    let consistent = get(&format!("http://{}/v1/config?consistent=true", nodes[1].admin)).await.expect("read").json();
+    assert_eq!(consistent["revision"].as_u64(), Some(revision));
+
+    // Kill -9 the leader; the survivors elect a new one and keep taking writes.
+    let old_leader = leader_index(&nodes).await.expect("a leader");
+    nodes[old_leader].kill9();
+    let survivors: Vec<usize> = (0..3).filter(|i| *i != old_leader).collect();
+    let mut next_revision = 0;
+    for (k, i) in survivors.iter().cycle().take(4).enumerate() {
+        let mut committed = None;
+        for _ in 0..100 {
+            let reply = nodes[*i].put_config(&token, &web_config(&backend, &format!("after-kill-{k}"))).await;
+            if reply.status == 200 {
+                committed = reply.json()["revision"].as_u64();
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        next_revision = committed.expect("write through a survivor");
+    }
+    assert_eq!(next_revision, revision + 4);
+    for i in &survivors {
+        wait_serving(&nodes[*i], next_revision).await;
+    }
+
+    // The dead node comes back on its data dir and catches up by itself.
+    nodes[old_leader].restart().await;
+    wait_serving(&nodes[old_leader], next_revision).await;
+    let history = get(&format!("http://{}/v1/config/history", nodes[old_leader].admin)).await.expect("history").json();
+    let revisions: Vec<u64> =
+        history["history"].as_array().into_iter().flatten().filter_map(|r| r["revision"].as_u64()).collect();
+    assert_eq!(revisions, (1..=next_revision).collect::<Vec<_>>(), "same revision order everywhere");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn snapshot_install_after_compaction() {
+    let backend = Backend::start("web").await;
+    let mut nodes = three_zone_cluster(&["--raft-snapshot-logs", "5"]).await;
+    let token = nodes[0].admin_token();
+    let leader = leader_index(&nodes).await.expect("leader");
+    let down = (leader + 1) % 3;
+    nodes[down].kill9();
+    let writer = (leader + 2) % 3;
+    let mut revision = 0;
+    for i in 0..25 {
+        let reply = nodes[writer].put_config(&token, &web_config(&backend, &format!("r{i}"))).await;
+        assert_eq!(reply.status, 200, "{}", reply.text());
+        revision = reply.json()["revision"].as_u64().expect("revision");
+    }
+    // The leader compacted its log past what the stopped node has.
+    let status = nodes[leader].cluster_status().await;
+    assert!(status["snapshot_index"].as_u64().unwrap_or(0) > 10, "{status}");
+    nodes[down].restart().await;
+    wait_serving(&nodes[down], revision).await;
+    let restored = nodes[down].cluster_status().await;
+    assert!(restored["snapshot_index"].as_u64().unwrap_or(0) > 0, "the node installed a snapshot: {restored}");
+    assert!(nodes[down].log().contains("snapshot"), "install logged");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn joins_are_refused_and_removed_nodes_locked_out() {
+    let mut first = Gantry::spawn_member(MemberOptions { name: "n1", zone: "a", ..Default::default() });
+    first.wait_ready().await;
+    let token = first.join_token();
+    let admin = first.admin_token();
+
+    // Wrong secret.
+    let parts: Vec<&str> = token.split('.').collect();
+    let wrong = format!("{}.{}.{}.{}", parts[0], parts[1], "00".repeat(16), parts[3]);
+    let mut joiner = Gantry::spawn_member(MemberOptions {
+        name: "bad",
+        zone: "b",
+        join: Some((first.fabric, wrong)),
+        ..Default::default()
+    });
+    assert_eq!(joiner.wait_exit(WAIT).await, Some(1));
+    assert!(joiner.log().contains("wrong join token secret"), "{}", joiner.log());
+
+    // Expired token.
+    let short = first.admin_call(http::Method::POST, "/v1/tokens", Some(&admin), r#"{"ttl":"1s"}"#).await.json()
+        ["token"]
+        .as_str()
+        .expect("token")
+        .to_string();
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    let mut joiner = Gantry::spawn_member(MemberOptions {
+        name: "late",
+        zone: "b",
+        join: Some((first.fabric, short)),
+        ..Default::default()
+    });
+    assert_eq!(joiner.wait_exit(WAIT).await, Some(1));
+    assert!(joiner.log().contains("expired"), "{}", joiner.log());
+
+    // Revoked token.
+    let revoked = first.admin_call(http::Method::POST, "/v1/tokens", Some(&admin), "").await.json()["token"]
+        .as_str()
+        .expect("token")
+        .to_string();
+    let reply = first.admin_call(http::Method::DELETE, &format!("/v1/tokens/{revoked}"), Some(&admin), "").await;
+    assert_eq!(reply.status, 200, "{}", reply.text());
+    let mut joiner = Gantry::spawn_member(MemberOptions {
+        name: "revoked",
+        zone: "b",
+        join: Some((first.fabric, revoked)),
+        ..Default::default()
+    });
+    assert_eq!(joiner.wait_exit(WAIT).await, Some(1));
+    assert!(joiner.log().contains("revoked"), "{}", joiner.log());
+
+    // A token of another cluster: the CA pin does not match, so the joiner refuses the server.
+    let mut other = Gantry::spawn_member(MemberOptions { name: "other", zone: "z", ..Default::default() });
+    other.wait_ready().await;
+    let foreign = other.join_token();
+    let mut joiner = Gantry::spawn_member(MemberOptions {
+        name: "foreign",
+        zone: "b",
+        join: Some((first.fabric, foreign)),
+        ..Default::default()
+    });
+    assert_eq!(joiner.wait_exit(WAIT).await, Some(1));
+    assert!(joiner.log().contains("CA pin") || joiner.log().contains("certificate"), "{}", joiner.log());
+    other.kill9();
+
+    // A good join, then removal: the removed node's certificate is refused.
+    let mut second = Gantry::spawn_member(MemberOptions {
+        name: "n2",
+        zone: "b",
+        join: Some((first.fabric, token)),
+        ..Default::default()
+    });
+    second.wait_ready().await;
+    let members = get(&format!("http://{}/v1/members", first.admin)).await.expect("members").json();
+    assert_eq!(members["members"].as_array().map(Vec::len), Some(2), "{members}");
+    let reply = first.admin_call(http::Method::DELETE, "/v1/members/2", Some(&admin), "").await;
+    assert_eq!(reply.status, 200, "{}", reply.text());
+    // The removed node can no longer reach the cluster: its forwarded write is refused.
+    let reply = second.put_config(&admin, "{}").await;
+    assert_ne!(reply.status, 200, "{}", reply.text());
+    let first_admin = first.admin;
+    eventually(WAIT, "the removed node's connections are refused", || async move {
+        get(&format!("http://{first_admin}/metrics")).await.is_ok_and(|r| {
+            r.text().lines().any(|l| l.starts_with("gantry_fabric_refused_connections ") && !l.ends_with(" 0"))
+        })
+    })
+    .await;
+    let members = get(&format!("http://{}/v1/members", first.admin)).await.expect("members").json();
+    assert_eq!(members["members"].as_array().map(Vec::len), Some(1), "{members}");
+    second.kill9();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn config_writes_validate_compare_and_authenticate() {
+    let backend = Backend::start("web").await;
+    let mut node = Gantry::spawn_member(MemberOptions { name: "n1", zone: "a", ..Default::default() });
+    node.wait_ready().await;
+    let token = node.admin_token();
+    let good = web_config(&backend, "one");
+
+    // No token, wrong token: 401 and nothing changes.
+    let reply = node.admin_call(http::Method::PUT, "/v1/config", None, &good).await;
+    assert_eq!(reply.status, 401);
+    let reply = node.admin_call(http::Method::PUT, "/v1/config", Some("not-the-token"), &good).await;
+    assert_eq!(reply.status, 401);
+    assert_eq!(reply.json()["error"]["code"], "unauthorized");
+    for path in ["/v1/tokens", "/v1/config/rollback", "/v1/leave"] {
+        assert_eq!(node.admin_call(http::Method::POST, path, None, "{}").await.status, 401, "{path}");
+    }
+    assert_eq!(node.admin_call(http::Method::DELETE, "/v1/members/7", None, "").await.status, 401);
+    assert_eq!(node.serving_revision().await, 0);
+
+    let reply = node.put_config(&token, &good).await;
+    assert_eq!((reply.status, reply.json()["revision"].as_u64()), (200, Some(1)));
+
+    // Invalid: every problem listed, revision unchanged.
+    let reply =
+        node.put_config(&token, "routes: [ { name: a, to: [ { service: nope } ] }, { name: b, to: [] } ]").await;
+    assert_eq!(reply.status, 400);
+    let details = reply.json()["error"]["details"].as_array().cloned().unwrap_or_default();
+    assert_eq!(details.len(), 2, "{details:?}");
+    wait_serving(&node, 1).await;
+
+    // Compare-and-set.
+    let conditional = |expected: u64| {
+        let token = token.clone();
+        let yaml = web_config(&backend, &format!("cas{expected}"));
+        let admin = node.admin;
+        async move {
+            let headers = [("authorization", format!("Bearer {token}")), ("if-match", expected.to_string())];
+            let headers: Vec<(&str, &str)> = headers.iter().map(|(k, v)| (*k, v.as_str())).collect();
+            request(
+                &client(),
+                http::Method::PUT,
+                &format!("http://{admin}/v1/config"),
+                &headers,
+                bytes::Bytes::from(yaml),
+            )
+            .await
+            .expect("put")
+        }
+    };
+    let reply = conditional(1).await;
+    assert_eq!((reply.status, reply.json()["revision"].as_u64()), (200, Some(2)));
+    let reply = conditional(1).await;
+    assert_eq!(reply.status, 409);
+    assert_eq!(reply.json()["error"]["code"], "revision_conflict");
+
+    // History and rollback.
+    let reply = node.admin_call(http::Method::POST, "/v1/config/rollback", Some(&token), r#"{"revision":1}"#).await;
+    assert_eq!((reply.status, reply.json()["revision"].as_u64()), (200, Some(3)));
+    wait_serving(&node, 3).await;
+    let served = get(&format!("http://{}/v1/config", node.admin)).await.expect("config").json();
+    assert_eq!(served["config"]["routes"][0]["name"], "one");
+    let history = get(&format!("http://{}/v1/config/history", node.admin)).await.expect("history").json();
+    assert_eq!(history["history"][2]["rolled_back_from"], 1);
+
+    // The ctl client drives the same API.
+    let ctl = |args: &[&str]| {
+        std::process::Command::new(env!("CARGO_BIN_EXE_gantry"))
+            .arg("ctl")
+            .args(["--admin", &node.admin.to_string(), "--token", &token])
+            .args(args)
+            .output()
+            .expect("ctl")
+    };
+    let out = ctl(&["status"]);
+    assert!(out.status.success());
+    assert!(String::from_utf8_lossy(&out.stdout).contains("leader"), "{}", String::from_utf8_lossy(&out.stdout));
+    let out = ctl(&["-o", "json", "members"]);
+    let members: serde_json::Value = serde_json::from_slice(&out.stdout).expect("json");
+    assert_eq!(members["members"][0]["role"], "voter");
+    let file = node.dir.path().join("apply.yaml");
+    std::fs::write(&file, web_config(&backend, "via-ctl")).expect("write");
+    let out = ctl(&["apply", "-f", &file.display().to_string(), "--if-revision", "3"]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert_eq!(String::from_utf8_lossy(&out.stdout).trim(), "committed revision 4");
+    let out = ctl(&["apply", "-f", &file.display().to_string(), "--if-revision", "3"]);
+    assert!(!out.status.success());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.starts_with("error: expected revision 3"), "{stderr}");
+    let out = ctl(&["token", "create", "--ttl", "1h"]);
+    assert!(String::from_utf8_lossy(&out.stdout).trim().starts_with("gtj1."));
+    let out = ctl(&["config", "--revision", "1"]);
+    assert!(String::from_utf8_lossy(&out.stdout).contains("name: one"), "{}", String::from_utf8_lossy(&out.stdout));
+}
