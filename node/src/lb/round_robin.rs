@@ -33,16 +33,17 @@ impl SmoothWeightedSequence {
         Self { order, cursor: AtomicUsize::new(rand::random::<u32>() as usize) }
     }
 
-    /// The next member in the sequence that `eligible` accepts; an ineligible member's turns go
-    /// to the members after it.
+    /// The next member in the sequence that `eligible` accepts. Every slot looked at is
+    /// consumed, so the eligible members keep their relative shares (a zone-local or healthy
+    /// subset is balanced as if the others were not in the sequence).
     pub fn next(&self, eligible: impl Fn(usize) -> bool) -> Option<usize> {
         let len = self.order.len();
         if len == 0 {
             return None;
         }
-        let start = self.cursor.fetch_add(1, Ordering::Relaxed);
-        for offset in 0..len {
-            let member = self.order[(start.wrapping_add(offset)) % len] as usize;
+        for _ in 0..len {
+            let slot = self.cursor.fetch_add(1, Ordering::Relaxed);
+            let member = self.order[slot % len] as usize;
             if eligible(member) {
                 return Some(member);
             }
@@ -86,6 +87,18 @@ mod tests {
         let seq = SmoothWeightedSequence::new(&[10_000, 10_000, 1]);
         assert!(seq.order.len() as u64 <= MAX_PERIOD + 3);
         assert!(seq.order.contains(&2));
+    }
+
+    #[test]
+    fn eligible_members_keep_their_shares() {
+        let seq = SmoothWeightedSequence::new(&[1, 1, 1, 1, 1, 1]);
+        let mut counts = [0; 6];
+        for _ in 0..600 {
+            if let Some(i) = seq.next(|i| i == 2 || i == 3) {
+                counts[i] += 1;
+            }
+        }
+        assert_eq!(counts, [0, 0, 300, 300, 0, 0]);
     }
 
     #[test]
