@@ -77,6 +77,10 @@ pub struct RunArgs {
     /// A voter unreachable for this long is replaced by a live node.
     #[arg(long, value_parser = parse_duration, default_value = "10s")]
     pub voter_grace: std::time::Duration,
+    /// Drain and exit when the process that started this one goes away (for supervisors such as
+    /// `gantry demo` and test harnesses, so a killed supervisor leaves no orphan node).
+    #[arg(long, hide = true)]
+    pub exit_with_parent: bool,
     /// Raft builds a snapshot and compacts its log every this many entries.
     #[arg(long, default_value_t = 1000, hide = true)]
     pub raft_snapshot_logs: u64,

@@ -200,6 +200,8 @@ async fn serve(args: RunArgs) -> Result<(), StartError> {
     tokio::spawn(admin::serve(admin_listener, admin_state.clone()));
 
     tracing::info!(node = %dataplane.settings.name, "gantry is running");
+    let orphaned = watch_parent(args.exit_with_parent);
+    tokio::pin!(orphaned);
     loop {
         tokio::select! {
             _ = hangup.recv() => match &args.config {
@@ -217,6 +219,10 @@ async fn serve(args: RunArgs) -> Result<(), StartError> {
             },
             _ = terminate.recv() => break,
             _ = interrupt.recv() => break,
+            _ = &mut orphaned => {
+                tracing::warn!("the supervising process is gone; stopping");
+                break;
+            }
             _ = admin_state.left() => {
                 tracing::info!("this node left the cluster");
                 break;
@@ -237,6 +243,22 @@ async fn serve(args: RunArgs) -> Result<(), StartError> {
     follower.abort();
     cluster.shutdown().await;
     Ok(())
+}
+
+/// Resolves when the parent process changes (it exited and this one was re-parented); never
+/// when `enabled` is false.
+async fn watch_parent(enabled: bool) {
+    if !enabled {
+        return std::future::pending().await;
+    }
+    let parent = std::os::unix::process::parent_id();
+    let mut tick = tokio::time::interval(std::time::Duration::from_millis(250));
+    loop {
+        tick.tick().await;
+        if std::os::unix::process::parent_id() != parent {
+            return;
+        }
+    }
 }
 
 /// Commits the file's document unless the cluster already serves exactly that document.

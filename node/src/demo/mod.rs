@@ -120,7 +120,7 @@ async fn run_demo(
         let data_dir = dir.join(&name);
         let mut command = Command::new(&executable);
         command
-            .args(["run", "--name", &name, "--zone", zone])
+            .args(["run", "--name", &name, "--zone", zone, "--exit-with-parent"])
             .args(["--http", &SocketAddr::new(IpAddr::V4(*ip), args.http_port).to_string()])
             .args(["--admin", &SocketAddr::new(IpAddr::V4(*ip), args.admin_port).to_string()])
             .args(["--fabric", &SocketAddr::new(IpAddr::V4(*ip), args.fabric_port).to_string()])

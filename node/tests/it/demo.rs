@@ -18,6 +18,8 @@ async fn demo_serves_and_cleans_up() {
         .spawn()
         .expect("spawn demo");
     let pid = demo.id();
+    // If an assertion fails, Ctrl-C the demo anyway so its nodes and files go away.
+    let _interrupt_on_failure = InterruptOnDrop(pid);
     let zone_url = |octet: u8, path: &str| format!("http://127.0.{octet}.1:{http}{path}");
     let demo_dir = std::env::temp_dir().join(format!("gantry-demo-{pid}"));
     let dir = demo_dir.clone();
@@ -68,5 +70,17 @@ async fn demo_serves_and_cleans_up() {
     assert!(!demo_dir.exists(), "demo removed its files");
     for octet in [1u8, 2, 3] {
         assert!(get(&zone_url(octet, "/")).await.is_err(), "node of zone {octet} stopped too");
+    }
+}
+
+/// Sends SIGINT to the demo when the test ends early; a no-op once it has exited.
+struct InterruptOnDrop(u32);
+
+impl Drop for InterruptOnDrop {
+    fn drop(&mut self) {
+        if std::thread::panicking() {
+            let _ = Command::new("kill").args(["-INT", &self.0.to_string()]).status();
+            std::thread::sleep(Duration::from_secs(3));
+        }
     }
 }
