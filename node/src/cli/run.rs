@@ -94,14 +94,17 @@ fn host_name() -> String {
         .unwrap_or_else(|| "gantry".to_string())
 }
 
-/// `HOST:PORT` others use for a local address: the advertised host, or the bound IP.
-fn advertised(advertise: &Option<String>, bound: SocketAddr) -> Result<String, StartError> {
+/// `HOST:PORT` others use for a local address: the advertised host, the bound IP, or (for a
+/// wildcard bind) the host name, which peers must be able to resolve.
+fn advertised(advertise: &Option<String>, bound: SocketAddr) -> String {
     match advertise {
-        Some(host) => Ok(format!("{host}:{}", bound.port())),
-        None if !bound.ip().is_unspecified() => Ok(bound.to_string()),
-        None => Err(StartError::Other(anyhow::anyhow!(
-            "{bound} is a wildcard address: set --advertise to the host or IP other nodes reach this one on"
-        ))),
+        Some(host) => format!("{host}:{}", bound.port()),
+        None if !bound.ip().is_unspecified() => bound.to_string(),
+        None => {
+            let host = host_name();
+            tracing::warn!(%bound, %host, "wildcard bind without --advertise: peers will dial this node by its host name");
+            format!("{host}:{}", bound.port())
+        }
     }
 }
 
@@ -146,9 +149,8 @@ async fn serve(args: RunArgs) -> Result<(), StartError> {
         zone: args.zone.clone(),
         data_dir: args.data_dir.clone(),
         fabric_bind: args.fabric,
-        fabric_advertise: advertised(&args.advertise, args.fabric)?,
-        admin_advertise: advertised(&args.advertise, args.admin)
-            .or_else(|_| Ok::<_, StartError>(args.admin.to_string()))?,
+        fabric_advertise: advertised(&args.advertise, args.fabric),
+        admin_advertise: advertised(&args.advertise, args.admin),
         join,
         raft: RaftTuning { snapshot_logs: args.raft_snapshot_logs, ..RaftTuning::default() },
         voter_grace: args.voter_grace,
