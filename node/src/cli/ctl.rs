@@ -89,20 +89,7 @@ pub enum TokenCommand {
 }
 
 pub fn run(args: CtlArgs) -> i32 {
-    let runtime = match tokio::runtime::Builder::new_current_thread().enable_all().build() {
-        Ok(runtime) => runtime,
-        Err(error) => {
-            eprintln!("error: cannot start the async runtime: {error}");
-            return 1;
-        }
-    };
-    match runtime.block_on(execute(args)) {
-        Ok(()) => 0,
-        Err(error) => {
-            eprintln!("error: {error:#}");
-            1
-        }
-    }
+    crate::cli::run_to_exit_code(false, execute(args))
 }
 
 struct Api {

@@ -86,6 +86,29 @@ pub struct RunArgs {
     pub raft_snapshot_logs: u64,
 }
 
+/// Runs `future` on a new runtime; an error is printed as one line and gives exit code 1.
+pub fn run_to_exit_code(multi_thread: bool, future: impl std::future::Future<Output = anyhow::Result<()>>) -> i32 {
+    let runtime = if multi_thread {
+        tokio::runtime::Builder::new_multi_thread().enable_all().build()
+    } else {
+        tokio::runtime::Builder::new_current_thread().enable_all().build()
+    };
+    let runtime = match runtime {
+        Ok(runtime) => runtime,
+        Err(error) => {
+            eprintln!("error: cannot start the async runtime: {error}");
+            return 1;
+        }
+    };
+    match runtime.block_on(future) {
+        Ok(()) => 0,
+        Err(error) => {
+            eprintln!("error: {error:#}");
+            1
+        }
+    }
+}
+
 /// Runs the command line; returns the process exit code.
 pub fn main() -> i32 {
     let cli = Cli::parse();

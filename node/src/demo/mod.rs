@@ -37,20 +37,7 @@ const ZONES: [(&str, Ipv4Addr); 3] =
     [("a", Ipv4Addr::new(127, 0, 1, 1)), ("b", Ipv4Addr::new(127, 0, 2, 1)), ("c", Ipv4Addr::new(127, 0, 3, 1))];
 
 pub fn run(args: DemoArgs) -> i32 {
-    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
-        Ok(runtime) => runtime,
-        Err(error) => {
-            eprintln!("error: cannot start the async runtime: {error}");
-            return 1;
-        }
-    };
-    match runtime.block_on(demo(args)) {
-        Ok(()) => 0,
-        Err(error) => {
-            eprintln!("error: {error:#}");
-            1
-        }
-    }
+    crate::cli::run_to_exit_code(true, demo(args))
 }
 
 /// Child processes, stopped (by pid) and waited for on drop, whatever happens.
