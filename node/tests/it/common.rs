@@ -200,21 +200,19 @@ impl Gantry {
             std::fs::write(&config_path, yaml).expect("write config");
             args.extend(["-c".into(), config_path.display().to_string()]);
         }
-        args.extend(
-            [
-                "--http".to_string(),
-                http.to_string(),
-                "--admin".into(),
-                admin.to_string(),
-                "--https".into(),
-                free_addr().to_string(),
-                "--fabric".into(),
-                fabric.to_string(),
-                "--data-dir".into(),
-                dir.path().join("data").display().to_string(),
-            ]
-            .into_iter(),
-        );
+        args.extend([
+            "--http".to_string(),
+            http.to_string(),
+            "--admin".into(),
+            admin.to_string(),
+            "--https".into(),
+            free_addr().to_string(),
+            "--fabric".into(),
+            fabric.to_string(),
+            "--data-dir".into(),
+            dir.path().join("data").display().to_string(),
+            "--exit-with-parent".into(),
+        ]);
         if let Some((address, token)) = &options.join {
             args.extend(["--join".into(), address.to_string(), "--token".into(), token.clone()]);
         }
