@@ -21,6 +21,8 @@ pub struct NodeInfo {
     pub fabric: String,
     /// `HOST:PORT` of its admin API.
     pub admin: String,
+    /// `HOST:PORT` of its gossip socket (UDP).
+    pub gossip: String,
 }
 
 /// Secrets and trust anchors created at bootstrap.
@@ -87,6 +89,7 @@ pub enum Command {
         zone: String,
         fabric: String,
         admin: String,
+        gossip: String,
         at_unix_ms: u64,
     },
     /// Records or updates a member's addresses (e.g. after a restart with a new advertise).
@@ -109,6 +112,7 @@ pub struct JoinRequest {
     pub zone: String,
     pub fabric: String,
     pub admin: String,
+    pub gossip: String,
     /// Raw P-256 public key the certificate is issued for (the private key stays home).
     pub public_key: Vec<u8>,
 }
@@ -209,7 +213,7 @@ impl ClusterState {
                 }
                 None => Response::Refused(Refusal::UnknownToken),
             },
-            Command::AdmitNode { token_id, name, zone, fabric, admin, at_unix_ms } => {
+            Command::AdmitNode { token_id, name, zone, fabric, admin, gossip, at_unix_ms } => {
                 match self.join_tokens.get(&token_id) {
                     None => return Response::Refused(Refusal::UnknownToken),
                     Some(token) if token.revoked => return Response::Refused(Refusal::TokenRevoked),
@@ -222,7 +226,7 @@ impl ClusterState {
                 self.join_tokens.retain(|_, t| t.expires_at_unix_ms > at_unix_ms);
                 let id = self.next_node_id.max(2);
                 self.next_node_id = id + 1;
-                let node = NodeInfo { id, name, zone, fabric, admin };
+                let node = NodeInfo { id, name, zone, fabric, admin, gossip };
                 self.nodes.insert(id, node.clone());
                 Response::Admitted { node }
             }
@@ -313,6 +317,7 @@ mod tests {
                 zone: "z".into(),
                 fabric: "f".into(),
                 admin: "a".into(),
+                gossip: "g".into(),
                 at_unix_ms: at,
             })
         };
@@ -336,7 +341,14 @@ mod tests {
     #[test]
     fn removed_nodes_stay_removed() {
         let mut state = ClusterState::default();
-        let node = NodeInfo { id: 4, name: "n4".into(), zone: "a".into(), fabric: "f".into(), admin: "a".into() };
+        let node = NodeInfo {
+            id: 4,
+            name: "n4".into(),
+            zone: "a".into(),
+            fabric: "f".into(),
+            admin: "a".into(),
+            gossip: "g".into(),
+        };
         assert_eq!(state.apply(Command::UpsertNode { node: node.clone() }), Response::Done);
         state.apply(Command::RemoveNode { id: 4 });
         assert!(!state.nodes.contains_key(&4));

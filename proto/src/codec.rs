@@ -102,12 +102,15 @@ mod tests {
             zone: "c".into(),
             fabric: "127.0.3.1:7000".into(),
             admin: "127.0.3.1:9900".into(),
+            gossip: "127.0.3.1:7001".into(),
         };
         let payload = encode_payload(&node).expect("encode");
         let mut expected = vec![3, 2, b'n', b'3', 1, b'c', 14];
         expected.extend_from_slice(b"127.0.3.1:7000");
         expected.push(14);
         expected.extend_from_slice(b"127.0.3.1:9900");
+        expected.push(14);
+        expected.extend_from_slice(b"127.0.3.1:7001");
         assert_eq!(payload, expected);
         let token = JoinToken { secret_sha256: [7; 32], expires_at_unix_ms: 300, revoked: false };
         let payload = encode_payload(&token).expect("encode");

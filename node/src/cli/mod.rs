@@ -64,6 +64,10 @@ pub struct RunArgs {
     /// QUIC fabric (UDP): Raft, joins and everything else between nodes.
     #[arg(long, env = "GANTRY_FABRIC_ADDR", default_value = "0.0.0.0:7000")]
     pub fabric: SocketAddr,
+    /// Gossip (UDP, encrypted with the cluster key): liveness, load, endpoint health. Default:
+    /// the --fabric address with the next port (0.0.0.0:7001 with the default fabric).
+    #[arg(long, env = "GANTRY_GOSSIP_ADDR")]
+    pub gossip: Option<SocketAddr>,
     /// Host or IP other nodes use to reach this one (default: the --fabric IP when it is not
     /// 0.0.0.0).
     #[arg(long, env = "GANTRY_ADVERTISE")]
@@ -84,6 +88,13 @@ pub struct RunArgs {
     /// Raft builds a snapshot and compacts its log every this many entries.
     #[arg(long, default_value_t = 1000, hide = true)]
     pub raft_snapshot_logs: u64,
+}
+
+impl RunArgs {
+    /// The gossip address: given, or the fabric's with the next port.
+    pub fn gossip_addr(&self) -> SocketAddr {
+        self.gossip.unwrap_or_else(|| SocketAddr::new(self.fabric.ip(), self.fabric.port().wrapping_add(1).max(1)))
+    }
 }
 
 /// Runs `future` on a new runtime; an error is printed as one line and gives exit code 1.

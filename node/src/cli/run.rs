@@ -151,6 +151,7 @@ async fn serve(args: RunArgs) -> Result<(), StartError> {
         fabric_bind: args.fabric,
         fabric_advertise: advertised(&args.advertise, args.fabric),
         admin_advertise: advertised(&args.advertise, args.admin),
+        gossip_advertise: advertised(&args.advertise, args.gossip_addr()),
         join,
         raft: RaftTuning { snapshot_logs: args.raft_snapshot_logs, ..RaftTuning::default() },
         voter_grace: args.voter_grace,

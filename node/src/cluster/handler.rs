@@ -162,6 +162,7 @@ async fn admit(cluster: &Cluster, join: JoinRequest) -> Result<JoinReply, String
             zone: join.zone.clone(),
             fabric: join.fabric.clone(),
             admin: join.admin.clone(),
+            gossip: join.gossip.clone(),
             at_unix_ms: now,
         })
         .await

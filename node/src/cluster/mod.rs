@@ -68,6 +68,7 @@ pub struct ClusterSettings {
     /// `HOST:PORT` peers use to reach the fabric.
     pub fabric_advertise: String,
     pub admin_advertise: String,
+    pub gossip_advertise: String,
     pub join: Option<(String, JoinTokenText)>,
     pub raft: RaftTuning,
     pub voter_grace: Duration,
@@ -107,6 +108,7 @@ pub struct Cluster {
     pub data_dir: DataDir,
     fabric_advertise: String,
     admin_advertise: String,
+    gossip_advertise: String,
     /// Last time each member answered a ping (leader's view).
     last_seen: Mutex<HashMap<NodeId, Instant>>,
     /// Revision each member reported having applied.
@@ -194,6 +196,7 @@ impl Cluster {
             data_dir,
             fabric_advertise: settings.fabric_advertise.clone(),
             admin_advertise: settings.admin_advertise.clone(),
+            gossip_advertise: settings.gossip_advertise.clone(),
             last_seen: Mutex::new(HashMap::new()),
             peer_revisions: Mutex::new(HashMap::new()),
             started: Instant::now(),
@@ -255,6 +258,7 @@ impl Cluster {
             zone: settings.zone.clone(),
             fabric: settings.fabric_advertise.clone(),
             admin: settings.admin_advertise.clone(),
+            gossip: settings.gossip_advertise.clone(),
             public_key,
         };
         let reply: JoinReply =
@@ -287,6 +291,7 @@ impl Cluster {
             zone: self.zone.clone(),
             fabric: self.fabric_advertise.clone(),
             admin: self.admin_advertise.clone(),
+            gossip: self.gossip_advertise.clone(),
         }
     }
 
