@@ -137,12 +137,24 @@ async fn serve(args: RunArgs) -> Result<(), StartError> {
         println!("{}", serde_json::to_string_pretty(&effective).unwrap_or_default());
         return Ok(());
     }
+    // Checked here rather than by clap: `requires` is not enforced for values from the
+    // environment, and a join without a token must never quietly bootstrap a second cluster.
     let join = match (&args.join, &args.token) {
         (Some(address), Some(token)) => Some((
             address.clone(),
             JoinTokenText::parse(token).map_err(|e| StartError::Other(anyhow::anyhow!("--token: {e}")))?,
         )),
-        _ => None,
+        (Some(_), None) => {
+            return Err(StartError::Other(anyhow::anyhow!(
+                "--join needs --token (or GANTRY_JOIN_TOKEN): create one with `gantry ctl token create`"
+            )))
+        }
+        (None, Some(_)) => {
+            return Err(StartError::Other(anyhow::anyhow!(
+                "--token needs --join (or GANTRY_JOIN): the fabric address of any member"
+            )))
+        }
+        (None, None) => None,
     };
     let cluster_settings = ClusterSettings {
         name: name.clone(),
