@@ -121,7 +121,9 @@ pub struct PeerClient {
 
 impl PeerClient {
     async fn send<E: std::error::Error>(&self, rpc: RaftRpc, option: &RPCOption) -> Result<RaftRpcReply, RpcError<E>> {
-        call(&self.fabric, self.target, &self.addr, &rpc, option.hard_ttl()).await.map_err(|error| {
+        // soft_ttl: our own deadline must fire before openraft's (hard_ttl), so the fabric can
+        // drop a dead connection instead of being cancelled first.
+        call(&self.fabric, self.target, &self.addr, &rpc, option.soft_ttl()).await.map_err(|error| {
             if error.is_unreachable() || matches!(error, FabricError::Refused { .. }) {
                 RpcError::Unreachable(Unreachable::new(&error))
             } else {

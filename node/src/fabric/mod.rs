@@ -37,8 +37,8 @@ const DIALED_ALPNS: [&[u8]; 1] = [ALPN_RAFT];
 /// QUIC close code for a peer this cluster does not (or no longer) admit.
 const CLOSE_REFUSED: u32 = 0x4701;
 /// Keep-alives keep NAT and idle timers from closing quiet member connections.
-const KEEP_ALIVE: Duration = Duration::from_secs(2);
-const IDLE_TIMEOUT: Duration = Duration::from_secs(10);
+const KEEP_ALIVE: Duration = Duration::from_secs(1);
+const IDLE_TIMEOUT: Duration = Duration::from_secs(5);
 
 #[derive(Debug, thiserror::Error)]
 pub enum FabricError {
@@ -206,7 +206,18 @@ impl Fabric {
             }
             Err(FabricError::Unreachable { addr, reason: "no connection".into() })
         };
-        tokio::time::timeout(timeout, attempt).await.unwrap_or(Err(FabricError::Timeout { addr, timeout }))
+        match tokio::time::timeout(timeout, attempt).await {
+            Ok(result) => result,
+            Err(_) => {
+                // A peer that restarted never answers on the old connection (its new process
+                // cannot even reset it: the stateless-reset key changed), so the connection only
+                // dies at the idle timeout. Forget it now; the next request dials afresh.
+                if let Some(stale) = lock(&self.connections).remove(&(addr, node, alpn)) {
+                    stale.close(0u32.into(), b"request timed out");
+                }
+                Err(FabricError::Timeout { addr, timeout })
+            }
+        }
     }
 
     async fn connection(
