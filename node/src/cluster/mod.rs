@@ -30,11 +30,29 @@ use rpc::{RaftRpc, RaftRpcReply};
 
 /// Default lifetime of join tokens.
 pub const DEFAULT_TOKEN_TTL: Duration = Duration::from_secs(24 * 3600);
-/// How long a forwarded request may take (an election may be under way).
-const FORWARD_TIMEOUT: Duration = Duration::from_secs(5);
-/// Attempts to find a leader for a write before giving up.
-const WRITE_ATTEMPTS: usize = 40;
+/// How long one forwarded request may take.
+const FORWARD_TIMEOUT: Duration = Duration::from_secs(3);
+/// How long a write, read or membership change keeps looking for a leader (elections take
+/// about a second) before it answers "no leader". A write not acknowledged by then may still
+/// commit later, as with any consensus store.
+const LEADER_WAIT: Duration = Duration::from_secs(6);
 const WRITE_RETRY_PAUSE: Duration = Duration::from_millis(100);
+
+/// A deadline for one operation's attempts.
+struct Deadline(Instant);
+
+impl Deadline {
+    fn new() -> Self {
+        Self(Instant::now() + LEADER_WAIT)
+    }
+    fn remaining(&self) -> Option<Duration> {
+        self.0.checked_duration_since(Instant::now()).filter(|d| !d.is_zero())
+    }
+    /// Time for one forwarded call: the usual bound, cut to what is left.
+    fn forward_timeout(&self) -> Duration {
+        self.remaining().unwrap_or_default().min(FORWARD_TIMEOUT)
+    }
+}
 
 #[derive(Debug, thiserror::Error)]
 pub enum ClusterError {
@@ -331,17 +349,21 @@ impl Cluster {
 
     /// Commits a command, on the leader directly or forwarded to it.
     pub async fn write(&self, command: Command) -> Result<Response, ClusterError> {
-        for _ in 0..WRITE_ATTEMPTS {
-            match self.raft.client_write(command.clone()).await {
+        let deadline = Deadline::new();
+        while let Some(remaining) = deadline.remaining() {
+            // A leader cut off from its quorum would wait forever for the commit.
+            let Ok(written) = tokio::time::timeout(remaining, self.raft.client_write(command.clone())).await else {
+                break;
+            };
+            match written {
                 Ok(written) => return Ok(written.data),
                 Err(RaftError::APIError(ClientWriteError::ForwardToLeader(forward))) => {
                     let (Some(leader), Some(node)) = (forward.leader_id, forward.leader_node) else {
                         tokio::time::sleep(WRITE_RETRY_PAUSE).await;
                         continue;
                     };
-                    match rpc::call(&self.fabric, leader, &node.addr, &RaftRpc::Write(command.clone()), FORWARD_TIMEOUT)
-                        .await
-                    {
+                    let rpc = RaftRpc::Write(command.clone());
+                    match rpc::call(&self.fabric, leader, &node.addr, &rpc, deadline.forward_timeout()).await {
                         Ok(RaftRpcReply::Write(Ok(response))) => return Ok(response),
                         Ok(RaftRpcReply::Write(Err(ForwardError::Failed(message)))) => {
                             return Err(ClusterError::Raft(message))
@@ -366,8 +388,12 @@ impl Cluster {
 
     /// A revision read with linearizable consistency (read index on the leader).
     pub async fn read_revision_linearizable(&self, revision: Option<u64>) -> Result<Option<Revision>, ClusterError> {
-        for _ in 0..WRITE_ATTEMPTS {
-            match self.raft.ensure_linearizable().await {
+        let deadline = Deadline::new();
+        while let Some(remaining) = deadline.remaining() {
+            let Ok(checked) = tokio::time::timeout(remaining, self.raft.ensure_linearizable()).await else {
+                break;
+            };
+            match checked {
                 Ok(_) => return Ok(self.revision_here(revision)),
                 Err(RaftError::APIError(openraft::error::CheckIsLeaderError::ForwardToLeader(forward))) => {
                     let (Some(leader), Some(node)) = (forward.leader_id, forward.leader_node) else {
@@ -379,7 +405,7 @@ impl Cluster {
                         leader,
                         &node.addr,
                         &RaftRpc::ReadRevision { revision },
-                        FORWARD_TIMEOUT,
+                        deadline.forward_timeout(),
                     )
                     .await
                     {
@@ -422,7 +448,8 @@ impl Cluster {
 
     /// Asks the leader to run a membership RPC (`AddLearner`, `RemoveMember`).
     async fn on_leader(&self, rpc: RaftRpc) -> Result<(), ClusterError> {
-        for _ in 0..WRITE_ATTEMPTS {
+        let deadline = Deadline::new();
+        while deadline.remaining().is_some() {
             let metrics = self.metrics();
             match metrics.current_leader {
                 Some(leader) if leader == self.node_id => {
@@ -433,7 +460,7 @@ impl Cluster {
                         tokio::time::sleep(WRITE_RETRY_PAUSE).await;
                         continue;
                     };
-                    match rpc::call(&self.fabric, leader, &node.addr, &rpc, FORWARD_TIMEOUT).await {
+                    match rpc::call(&self.fabric, leader, &node.addr, &rpc, deadline.forward_timeout()).await {
                         Ok(RaftRpcReply::Done(Ok(()))) => return Ok(()),
                         Ok(RaftRpcReply::Done(Err(ForwardError::Failed(message)))) => {
                             return Err(ClusterError::Raft(message))
@@ -502,7 +529,7 @@ impl Cluster {
     /// Stops Raft and the fabric.
     pub async fn shutdown(&self) {
         let _ = self.raft.shutdown().await;
-        self.fabric.close();
+        self.fabric.close().await;
     }
 }
 

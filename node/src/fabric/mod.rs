@@ -39,6 +39,8 @@ const CLOSE_REFUSED: u32 = 0x4701;
 /// Keep-alives keep NAT and idle timers from closing quiet member connections.
 const KEEP_ALIVE: Duration = Duration::from_secs(1);
 const IDLE_TIMEOUT: Duration = Duration::from_secs(5);
+/// How long a stopping node waits for its close frames to be sent.
+const CLOSE_GRACE: Duration = Duration::from_millis(500);
 
 #[derive(Debug, thiserror::Error)]
 pub enum FabricError {
@@ -126,8 +128,16 @@ impl Fabric {
         let quic_server = QuicServerConfig::try_from(server_tls).map_err(|e| rustls::Error::General(e.to_string()))?;
         let mut server_config = quinn::ServerConfig::with_crypto(Arc::new(quic_server));
         server_config.transport_config(transport());
+        // The stateless-reset key comes from the node's own key, so after a restart the node's
+        // resets are still valid for its old connections and peers drop those at once.
+        let mut reset_secret = b"gantry fabric stateless reset".to_vec();
+        reset_secret.extend_from_slice(member.key.secret_der());
+        let reset_key = ring::hmac::Key::new(ring::hmac::HMAC_SHA256, &pki::sha256(&reset_secret));
+        let endpoint_config = quinn::EndpointConfig::new(Arc::new(reset_key));
+        let socket = std::net::UdpSocket::bind(addr).map_err(|source| FabricError::Bind { addr, source })?;
         let endpoint =
-            quinn::Endpoint::server(server_config, addr).map_err(|source| FabricError::Bind { addr, source })?;
+            quinn::Endpoint::new(endpoint_config, Some(server_config), socket, Arc::new(quinn::TokioRuntime))
+                .map_err(|source| FabricError::Bind { addr, source })?;
         let mut client_configs = HashMap::new();
         for alpn in DIALED_ALPNS {
             let client_tls = tls::member_client_config(&member, alpn)?;
@@ -316,8 +326,11 @@ impl Fabric {
     }
 
     /// Closes every connection and the endpoint.
-    pub fn close(&self) {
+    /// Closes every connection and waits (briefly) for the close frames to leave, so peers
+    /// learn of a graceful stop at once instead of at their idle timeout.
+    pub async fn close(&self) {
         self.endpoint.close(0u32.into(), b"node stopping");
+        let _ = tokio::time::timeout(CLOSE_GRACE, self.endpoint.wait_idle()).await;
     }
 }
 
