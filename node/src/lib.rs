@@ -11,6 +11,7 @@ pub mod cluster;
 pub mod dataplane;
 pub mod demo;
 pub mod fabric;
+pub mod gossip;
 pub mod health;
 pub mod lb;
 pub mod proxy;

@@ -216,6 +216,7 @@ async fn members(state: &AdminState) -> Reply {
     let membership = metrics.membership_config.membership().clone();
     let replicated = cluster.state();
     let liveness = cluster.liveness().await.unwrap_or_default();
+    let gossip_members = cluster.gossip().map(|g| g.gossip.members()).unwrap_or_default();
     let mut ids: std::collections::BTreeSet<u64> = replicated.nodes.keys().copied().collect();
     ids.extend(membership.nodes().map(|(id, _)| *id));
     let list: Vec<Value> = ids
@@ -230,6 +231,13 @@ async fn members(state: &AdminState) -> Reply {
                 "none"
             };
             let seen = liveness.get(&id);
+            let gossiped = gossip_members.iter().find(|m| m.node_id == id);
+            let gossip_liveness = gossiped.map(|m| match m.liveness {
+                gantry_gossip::Liveness::Alive => "alive",
+                gantry_gossip::Liveness::Suspect => "suspect",
+                gantry_gossip::Liveness::Dead => "dead",
+            });
+            let gossip_state = gossiped.and_then(|m| m.state.clone());
             json!({
                 "id": id,
                 "name": info.map(|n| n.name.clone()),
@@ -240,7 +248,15 @@ async fn members(state: &AdminState) -> Reply {
                 "leader": metrics.current_leader == Some(id),
                 "reachable": seen.map(|(ms, _)| *ms < 3_000),
                 "last_seen_ms": seen.map(|(ms, _)| *ms),
-                "applied_revision": seen.map(|(_, rev)| *rev),
+                "applied_revision": gossip_state.as_ref().map(|s| s.config_revision).or(seen.map(|(_, rev)| *rev)),
+                "liveness": gossip_liveness,
+                "last_heard_ms": gossiped.and_then(|m| m.last_heard).map(|d| d.as_millis() as u64),
+                "draining": gossip_state.as_ref().map(|s| s.draining),
+                "load": gossip_state.as_ref().map(|s| json!({
+                    "in_flight": s.load.in_flight,
+                    "request_rate_per_s": s.load.request_rate_per_s,
+                    "latency_ms_smoothed": s.load.latency_ms_smoothed,
+                })),
             })
         })
         .collect();

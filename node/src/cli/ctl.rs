@@ -195,26 +195,42 @@ async fn execute(args: CtlArgs) -> anyhow::Result<()> {
             if json {
                 return print_json(&members);
             }
-            let mut rows =
-                vec![["ID", "NAME", "ZONE", "ROLE", "LIVENESS", "LAST SEEN", "APPLIED REV"].map(String::from).to_vec()];
+            let mut rows = vec![["ID", "NAME", "ZONE", "ROLE", "LIVENESS", "LAST HEARD", "RAFT REACH", "APPLIED REV"]
+                .map(String::from)
+                .to_vec()];
             for m in members["members"].as_array().into_iter().flatten() {
                 let role =
                     if m["leader"] == true { format!("{} (leader)", text(&m["role"])) } else { text(&m["role"]) };
-                let liveness = match m["reachable"].as_bool() {
-                    Some(true) => "alive",
-                    Some(false) => "unreachable",
-                    None => "unknown",
+                // Gossip liveness (alive / suspect / dead) when gossip runs; the leader's pings
+                // otherwise.
+                let liveness = match (m["liveness"].as_str(), m["reachable"].as_bool()) {
+                    (Some(gossip), _) => gossip.to_string(),
+                    (None, Some(true)) => "alive".into(),
+                    (None, Some(false)) => "unreachable".into(),
+                    (None, None) => "unknown".into(),
                 };
-                let seen =
-                    m["last_seen_ms"].as_u64().map_or("-".to_string(), |ms| format!("{:.1}s ago", ms as f64 / 1000.0));
+                let heard = m["last_heard_ms"]
+                    .as_u64()
+                    .or(m["last_seen_ms"].as_u64())
+                    .map_or("-".to_string(), |ms| format!("{:.1}s ago", ms as f64 / 1000.0));
+                let reach = match m["reachable"].as_bool() {
+                    Some(true) => "yes",
+                    Some(false) => "no",
+                    None => "-",
+                };
+                let mut revision = text(&m["applied_revision"]);
+                if m["draining"] == true {
+                    revision.push_str(" (draining)");
+                }
                 rows.push(vec![
                     text(&m["id"]),
                     text(&m["name"]),
                     text(&m["zone"]),
                     role,
-                    liveness.into(),
-                    seen,
-                    text(&m["applied_revision"]),
+                    liveness,
+                    heard,
+                    reach.into(),
+                    revision,
                 ]);
             }
             print_table(&rows);

@@ -16,6 +16,7 @@ use crate::admin::{self, AdminState};
 use crate::cluster::config::{ApplyError, ConfigWriter};
 use crate::cluster::{Cluster, ClusterSettings, JoinTokenText, RaftTuning};
 use crate::dataplane::{Dataplane, NodeSettings, Snapshot};
+use crate::gossip::GossipNode;
 use crate::health::HealthSupervisor;
 use crate::proxy::{ConnectionTracker, ListenerSet};
 use crate::telemetry::{init_logging, Metrics};
@@ -65,6 +66,7 @@ struct Node {
     dataplane: Arc<Dataplane>,
     listeners: ListenerSet,
     health: HealthSupervisor,
+    gossip: Option<Arc<GossipNode>>,
 }
 
 impl Node {
@@ -74,7 +76,7 @@ impl Node {
         let sockets = self.listeners.bind_new(&snapshot)?;
         let snapshot = self.dataplane.install(snapshot);
         self.listeners.apply(&snapshot, sockets);
-        self.health.follow(&snapshot, &self.dataplane.metrics);
+        self.health.follow(&snapshot, &self.dataplane.metrics, self.gossip.clone());
         Ok(snapshot)
     }
 }
@@ -186,10 +188,24 @@ async fn serve(args: RunArgs) -> Result<(), StartError> {
     let dataplane = Arc::new(Dataplane::new(settings, metrics));
     let tracker = Arc::new(ConnectionTracker::default());
     let writer = ConfigWriter { cluster: cluster.clone(), dataplane: dataplane.clone() };
+    // Gossip is not authoritative: a node without it still serves, routing on its own checks.
+    let gossip_advertise = cluster.self_info().gossip;
+    let gossip = match GossipNode::start(&cluster, args.gossip_addr(), &gossip_advertise, args.http).await {
+        Ok(gossip) => {
+            gossip.spawn_publisher(cluster.clone(), dataplane.clone(), tracker.clone());
+            cluster.set_gossip(gossip.clone());
+            Some(gossip)
+        }
+        Err(error) => {
+            tracing::error!(%error, "gossip did not start; liveness and shared health checks are off on this node");
+            None
+        }
+    };
     let node = Node {
         dataplane: dataplane.clone(),
         listeners: ListenerSet::new(dataplane.clone(), tracker.clone()),
         health: HealthSupervisor::default(),
+        gossip: gossip.clone(),
     };
     let mut follower = tokio::spawn(follow_revisions(cluster.clone(), node));
 
@@ -256,6 +272,11 @@ async fn serve(args: RunArgs) -> Result<(), StartError> {
         tracing::warn!(open_connections = tracker.active(), "drain deadline passed; closing the remaining connections");
     }
     follower.abort();
+    if let Some(gossip) = gossip {
+        if let Ok(gossip) = Arc::try_unwrap(gossip) {
+            let _ = gossip.gossip.shutdown().await;
+        }
+    }
     cluster.shutdown().await;
     Ok(())
 }

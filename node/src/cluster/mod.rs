@@ -131,6 +131,8 @@ pub struct Cluster {
     last_seen: Mutex<HashMap<NodeId, Instant>>,
     /// Revision each member reported having applied.
     peer_revisions: Mutex<HashMap<NodeId, u64>>,
+    /// Gossip, once started: a second opinion on liveness for voter placement.
+    gossip: std::sync::OnceLock<Arc<crate::gossip::GossipNode>>,
     started: Instant,
 }
 
@@ -217,6 +219,7 @@ impl Cluster {
             gossip_advertise: settings.gossip_advertise.clone(),
             last_seen: Mutex::new(HashMap::new()),
             peer_revisions: Mutex::new(HashMap::new()),
+            gossip: std::sync::OnceLock::new(),
             started: Instant::now(),
         });
         fabric.serve(Arc::new(handler::Handler { cluster: Arc::downgrade(&cluster) }));
@@ -300,6 +303,14 @@ impl Cluster {
             }
             JoinReply::Refused { reason } => Err(ClusterError::JoinRefused { addr: bootstrap.to_string(), reason }),
         }
+    }
+
+    pub fn set_gossip(&self, gossip: Arc<crate::gossip::GossipNode>) {
+        let _ = self.gossip.set(gossip);
+    }
+
+    pub fn gossip(&self) -> Option<&Arc<crate::gossip::GossipNode>> {
+        self.gossip.get()
     }
 
     pub fn self_info(&self) -> NodeInfo {

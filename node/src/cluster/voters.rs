@@ -2,7 +2,7 @@
 //! spread over as many zones as exist, so that losing one zone keeps a quorum. The leader pings
 //! every member each second; a voter silent for longer than the grace period is replaced by a
 //! live, caught-up learner (from the lost voter's zone if possible, else from a zone without a
-//! voter) and kept as a learner so it can come back.
+//! voter) and kept as a learner so it can come back. Gossip liveness is the second opinion.
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::sync::{Arc, Weak};
@@ -180,7 +180,7 @@ async fn rebalance(cluster: &Arc<Cluster>, grace: Duration) -> Result<(), String
     // Until a member has been seen once, count the time since this node led: no replacement
     // happens in the first grace period after an election.
     let seen = lock(&cluster.last_seen).clone();
-    let live: BTreeSet<NodeId> = zones
+    let pinged: BTreeSet<NodeId> = zones
         .keys()
         .copied()
         .filter(|id| match seen.get(id) {
@@ -188,6 +188,27 @@ async fn rebalance(cluster: &Arc<Cluster>, grace: Duration) -> Result<(), String
             None => cluster.uptime() <= grace,
         })
         .collect();
+    // Gossip is a second opinion: a voter is lost only when it missed the leader's pings for the
+    // grace period and gossip does not hear it either, so a fabric hiccup alone replaces no one;
+    // a promotion needs both to hear the candidate.
+    let live: BTreeSet<NodeId> = match cluster.gossip() {
+        Some(gossip) => {
+            let alive = gossip.alive();
+            zones
+                .keys()
+                .copied()
+                .filter(|id| {
+                    let is_voter = voters.contains(id);
+                    if is_voter {
+                        pinged.contains(id) || alive.contains(id)
+                    } else {
+                        pinged.contains(id) && alive.contains(id)
+                    }
+                })
+                .collect()
+        }
+        None => pinged,
+    };
     let last_index = metrics.last_log_index.unwrap_or(0);
     let replication: HashMap<NodeId, u64> = metrics
         .replication

@@ -1,5 +1,8 @@
 //! Active health checks. One task per checked endpoint; a verdict flips only after `unhealthy`
-//! consecutive failures or `healthy` consecutive successes, like HAProxy's rise/fall.
+//! consecutive failures or `healthy` consecutive successes, like HAProxy's rise/fall. In a
+//! cluster the checks are shared out: each endpoint is checked by one owner (rendezvous hashing
+//! over the live nodes of its zone), which gossips its verdict; the other nodes adopt it, and
+//! check by themselves only while they hear no fresh verdict.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -12,6 +15,7 @@ use tokio::net::TcpStream;
 use tokio::task::JoinSet;
 
 use crate::dataplane::Snapshot;
+use crate::gossip::GossipNode;
 use crate::telemetry::Metrics;
 use crate::upstream::{Endpoint, ServiceRuntime};
 
@@ -26,7 +30,7 @@ pub struct HealthSupervisor {
 }
 
 impl HealthSupervisor {
-    pub fn follow(&mut self, snapshot: &Snapshot, metrics: &Arc<Metrics>) {
+    pub fn follow(&mut self, snapshot: &Snapshot, metrics: &Arc<Metrics>, gossip: Option<Arc<GossipNode>>) {
         self.tasks.abort_all();
         for service in snapshot.services.values() {
             let check =
@@ -48,8 +52,11 @@ impl HealthSupervisor {
                 let metrics = metrics.clone();
                 let service_name = service.name.clone();
                 let protocol = service.client_protocol();
+                let gossip = gossip.clone();
                 self.tasks.spawn(async move {
-                    run_checks(service_name, endpoint, check, protocol, statuses, metrics).await;
+                    let task =
+                        CheckTask { service: service_name, endpoint, check, protocol, statuses, metrics, gossip };
+                    task.run().await;
                 });
             }
             decay_ejections_periodically(&mut self.tasks, service);
@@ -90,49 +97,93 @@ fn decay_ejections_periodically(tasks: &mut JoinSet<()>, service: &ServiceRuntim
     });
 }
 
-async fn run_checks(
+/// How often a node that does not own an endpoint looks for the owner's verdict.
+const GOSSIP_POLL: Duration = Duration::from_millis(200);
+
+struct CheckTask {
     service: String,
     endpoint: Arc<Endpoint>,
     check: HealthCheck,
     protocol: UpstreamProtocol,
     statuses: Vec<StatusRange>,
     metrics: Arc<Metrics>,
-) {
-    let mut successes = 0u32;
-    let mut failures = 0u32;
-    // Spread first checks over the interval so a reload does not fire every check at once.
-    let jitter = Duration::from_millis(rand::random::<u64>() % (check.interval.get().as_millis() as u64 / 4 + 1));
-    tokio::time::sleep(jitter).await;
-    let mut tick = tokio::time::interval(check.interval.get());
-    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-    loop {
-        tick.tick().await;
-        let result = check_once(&endpoint.address, &check, protocol, &statuses).await;
-        let healthy_now = endpoint.health.is_active_healthy();
-        match result {
-            Ok(()) => {
-                failures = 0;
-                successes = successes.saturating_add(1);
-                if !healthy_now && successes >= check.healthy {
-                    endpoint.health.set_active_healthy(true);
-                    tracing::info!(service = %service, endpoint = %endpoint.address, "endpoint passed its health checks; back in rotation");
-                    metrics.set_endpoint_health(&service, &endpoint);
+    gossip: Option<Arc<GossipNode>>,
+}
+
+impl CheckTask {
+    async fn run(self) {
+        let interval = self.check.interval.get();
+        let mut successes = 0u32;
+        let mut failures = 0u32;
+        // Spread first checks over the interval so a reload does not fire every check at once.
+        let jitter = Duration::from_millis(rand::random::<u64>() % (interval.as_millis() as u64 / 4 + 1));
+        tokio::time::sleep(jitter).await;
+        let mut tick = tokio::time::interval(interval.min(GOSSIP_POLL));
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        // An owner's verdict older than this (three intervals, plus gossip time) is not trusted.
+        let fresh_within = interval * 3 + Duration::from_secs(2);
+        let mut last_own_check: Option<tokio::time::Instant> = None;
+        loop {
+            tick.tick().await;
+            let owner = self.gossip.as_ref().and_then(|g| {
+                let owner = g.owner_of(&self.service, &self.endpoint.address, self.endpoint.zone.as_deref())?;
+                Some((g, owner))
+            });
+            let mine = owner.is_none_or(|(g, owner)| owner == g.node_id());
+            if let Some((gossip, owner)) = owner.filter(|_| !mine) {
+                if let Some(healthy) = gossip.owner_verdict(owner, &self.service, &self.endpoint.address, fresh_within)
+                {
+                    successes = 0;
+                    failures = 0;
+                    self.set_healthy(healthy, "the owning node's checks");
+                    continue;
                 }
             }
-            Err(reason) => {
-                successes = 0;
-                failures = failures.saturating_add(1);
-                if healthy_now && failures >= check.unhealthy {
-                    endpoint.health.set_active_healthy(false);
-                    tracing::warn!(service = %service, endpoint = %endpoint.address, %reason, "endpoint failed its health checks; out of rotation");
-                    metrics.set_endpoint_health(&service, &endpoint);
+            // Our own check: we own the endpoint, or we hear nothing from its owner.
+            if last_own_check.is_some_and(|at| at.elapsed() < interval) {
+                continue;
+            }
+            last_own_check = Some(tokio::time::Instant::now());
+            let result = check_once(&self.endpoint.address, &self.check, self.protocol, &self.statuses).await;
+            let healthy_now = self.endpoint.health.is_active_healthy();
+            match result {
+                Ok(()) => {
+                    failures = 0;
+                    successes = successes.saturating_add(1);
+                    if !healthy_now && successes >= self.check.healthy {
+                        self.set_healthy(true, "its health checks");
+                    }
                 }
+                Err(reason) => {
+                    successes = 0;
+                    failures = failures.saturating_add(1);
+                    if healthy_now && failures >= self.check.unhealthy {
+                        tracing::debug!(service = %self.service, endpoint = %self.endpoint.address, %reason, "check failed");
+                        self.set_healthy(false, "its health checks");
+                    }
+                }
+            }
+            if let Some(gossip) = self.gossip.as_ref().filter(|_| mine) {
+                gossip
+                    .publish_health(&self.service, &self.endpoint.address, self.endpoint.health.is_active_healthy())
+                    .await;
             }
         }
     }
+
+    fn set_healthy(&self, healthy: bool, source: &str) {
+        if !self.endpoint.health.set_active_healthy(healthy) {
+            return;
+        }
+        if healthy {
+            tracing::info!(service = %self.service, endpoint = %self.endpoint.address, %source, "endpoint healthy; back in rotation");
+        } else {
+            tracing::warn!(service = %self.service, endpoint = %self.endpoint.address, %source, "endpoint unhealthy; out of rotation");
+        }
+        self.metrics.set_endpoint_health(&self.service, &self.endpoint);
+    }
 }
 
-/// Runs one check against `address`; Err says why it failed.
 /// Runs one check against `address` (HTTP/1.1, or HTTP/2 with prior knowledge for http2
 /// services, which may not speak HTTP/1 at all); Err says why it failed.
 pub async fn check_once(

@@ -19,6 +19,10 @@ pub struct EndpointHealth {
     consecutive_gateway_failures: AtomicU32,
     /// Requests (or TCP connections) in flight to this endpoint.
     in_flight: AtomicU64,
+    /// Requests (or connections) started, ever: gossip derives a request rate from it.
+    started: AtomicU64,
+    /// Smoothed duration of finished requests, microseconds (an EWMA; 0 until one finished).
+    latency_us_smoothed: AtomicU64,
     epoch: Instant,
 }
 
@@ -31,6 +35,8 @@ impl Default for EndpointHealth {
             consecutive_5xx: AtomicU32::new(0),
             consecutive_gateway_failures: AtomicU32::new(0),
             in_flight: AtomicU64::new(0),
+            started: AtomicU64::new(0),
+            latency_us_smoothed: AtomicU64::new(0),
             epoch: Instant::now(),
         }
     }
@@ -91,7 +97,25 @@ impl EndpointHealth {
     /// Counts a request in flight until the guard drops.
     pub fn start_request(self: &std::sync::Arc<Self>) -> InFlightGuard {
         self.in_flight.fetch_add(1, Ordering::Relaxed);
-        InFlightGuard(self.clone())
+        self.started.fetch_add(1, Ordering::Relaxed);
+        InFlightGuard { health: self.clone(), since: Instant::now() }
+    }
+
+    pub fn started(&self) -> u64 {
+        self.started.load(Ordering::Relaxed)
+    }
+
+    /// Smoothed request duration in milliseconds (0 before any request finished).
+    pub fn latency_ms_smoothed(&self) -> f64 {
+        self.latency_us_smoothed.load(Ordering::Relaxed) as f64 / 1000.0
+    }
+
+    /// Folds one finished request into the EWMA (weight 1/8, as TCP's SRTT).
+    fn record_latency(&self, took: std::time::Duration) {
+        let sample = took.as_micros().min(u128::from(u64::MAX)) as u64;
+        let _ = self.latency_us_smoothed.fetch_update(Ordering::Relaxed, Ordering::Relaxed, |old| {
+            Some(if old == 0 { sample.max(1) } else { (old * 7 + sample) / 8 })
+        });
     }
 
     /// Feeds one outcome to the consecutive-failure counters. Returns true when the endpoint has
@@ -137,12 +161,16 @@ impl EndpointHealth {
     }
 }
 
-/// Decrements the in-flight count on drop.
+/// Decrements the in-flight count and records the request's duration on drop.
 #[derive(Debug)]
-pub struct InFlightGuard(std::sync::Arc<EndpointHealth>);
+pub struct InFlightGuard {
+    health: std::sync::Arc<EndpointHealth>,
+    since: Instant,
+}
 
 impl Drop for InFlightGuard {
     fn drop(&mut self) {
-        self.0.in_flight.fetch_sub(1, Ordering::Relaxed);
+        self.health.in_flight.fetch_sub(1, Ordering::Relaxed);
+        self.health.record_latency(self.since.elapsed());
     }
 }
