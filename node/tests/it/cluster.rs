@@ -329,3 +329,87 @@ async fn config_writes_validate_compare_and_authenticate() {
     let out = ctl(&["config", "--revision", "1"]);
     assert!(String::from_utf8_lossy(&out.stdout).contains("name: one"), "{}", String::from_utf8_lossy(&out.stdout));
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn health_checks_are_shared_and_every_node_stops_routing_to_a_failed_backend() {
+    let backends = [Backend::start("web-a").await, Backend::start("web-b").await, Backend::start("web-c").await];
+    let nodes = three_zone_cluster(&[]).await;
+    let token = nodes[0].admin_token();
+    let yaml = format!(
+        r#"
+listeners: [ {{ name: public, protocol: http }} ]
+services:
+  - name: web
+    lb: round_robin
+    endpoints:
+      - {{ address: "{}", zone: a }}
+      - {{ address: "{}", zone: b }}
+      - {{ address: "{}", zone: c }}
+    health_check: {{ path: /health, interval: 500ms, timeout: 400ms, unhealthy: 1, healthy: 1 }}
+routes: [ {{ name: web, to: [ {{ service: web }} ] }} ]
+"#,
+        backends[0].addr, backends[1].addr, backends[2].addr
+    );
+    let reply = nodes[0].put_config(&token, &yaml).await;
+    assert_eq!(reply.status, 200, "{}", reply.text());
+    for node in &nodes {
+        wait_serving(node, 1).await;
+    }
+    // Each endpoint is checked by one node (its zone's), not by all three.
+    let before: Vec<u64> =
+        backends.iter().map(|b| b.state.health_hits.load(std::sync::atomic::Ordering::Relaxed)).collect();
+    tokio::time::sleep(Duration::from_secs(4)).await;
+    for (backend, before) in backends.iter().zip(before) {
+        let hits = backend.state.health_hits.load(std::sync::atomic::Ordering::Relaxed) - before;
+        // One checker at 2/s for 4 s is about 8; three checkers would be about 24.
+        assert!(hits <= 14, "{} was checked {hits} times in 4 s: checks are not shared", backend.name);
+        assert!(hits >= 4, "{} was checked only {hits} times", backend.name);
+    }
+    // The zone-b backend fails: every node stops routing to it.
+    backends[1].set_health(503);
+    for node in &nodes {
+        let url = node.url("/");
+        eventually(Duration::from_secs(5), "the failed backend is out of rotation", || {
+            let url = url.clone();
+            async move {
+                let counts = spread(&url, 9, &[]).await;
+                !counts.contains_key("web-b")
+            }
+        })
+        .await;
+    }
+    // And it comes back everywhere once healthy.
+    backends[1].set_health(200);
+    for node in &nodes {
+        let url = node.url("/");
+        eventually(Duration::from_secs(5), "the backend is back in rotation", || {
+            let url = url.clone();
+            async move { spread(&url, 9, &[]).await.contains_key("web-b") }
+        })
+        .await;
+    }
+    // ctl members shows gossip liveness and the applied revision of every node.
+    let members = get(&format!("http://{}/v1/members", nodes[2].admin)).await.expect("members").json();
+    for member in members["members"].as_array().into_iter().flatten() {
+        assert_eq!(member["liveness"], "alive", "{members}");
+        assert_eq!(member["applied_revision"], 1, "{members}");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_killed_node_is_seen_dead_by_gossip_and_alive_again_after_restart() {
+    let mut nodes = three_zone_cluster(&[]).await;
+    nodes[2].kill9();
+    let admin = nodes[0].admin;
+    eventually(Duration::from_secs(5), "gossip declares the killed node dead", || async move {
+        let members = get(&format!("http://{admin}/v1/members")).await.map(|r| r.json()).unwrap_or_default();
+        members["members"].as_array().into_iter().flatten().any(|m| m["id"] == 3 && m["liveness"] == "dead")
+    })
+    .await;
+    nodes[2].restart().await;
+    eventually(Duration::from_secs(10), "the restarted node is alive again", || async move {
+        let members = get(&format!("http://{admin}/v1/members")).await.map(|r| r.json()).unwrap_or_default();
+        members["members"].as_array().into_iter().flatten().any(|m| m["id"] == 3 && m["liveness"] == "alive")
+    })
+    .await;
+}

@@ -209,6 +209,8 @@ impl Gantry {
             free_addr().to_string(),
             "--fabric".into(),
             fabric.to_string(),
+            "--gossip".into(),
+            free_addr().to_string(),
             "--data-dir".into(),
             dir.path().join("data").display().to_string(),
             "--exit-with-parent".into(),
