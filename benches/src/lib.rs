@@ -7,6 +7,7 @@
 //! `src/bin/bench-backend.rs` and its driver `macro/run.sh`.
 #![forbid(unsafe_code)]
 
+pub mod cluster;
 pub mod linear;
 pub mod report;
 pub mod workload;

@@ -301,7 +301,7 @@ async fn watch_parent(enabled: bool) {
 async fn apply_file(writer: &ConfigWriter, path: &Path, document: Document) -> Result<u64, ConfigError> {
     let current = writer.cluster.state();
     if let Some(revision) = current.current() {
-        if parse_document(&revision.config_json).is_ok_and(|served| served == document) {
+        if committed_document(&revision.config_json).is_ok_and(|served| served == document) {
             tracing::info!(file = %path.display(), revision = revision.revision, "config file unchanged; nothing to commit");
             return Ok(revision.revision);
         }
@@ -317,6 +317,12 @@ async fn apply_file(writer: &ConfigWriter, path: &Path, document: Document) -> R
     })
 }
 
+/// A committed revision's document: canonical JSON that was validated before it was proposed,
+/// so plain JSON decoding is enough (the full parser and validator are the fallback).
+fn committed_document(json: &str) -> Result<Document, ConfigError> {
+    serde_json::from_str(json).or_else(|_| parse_document(json))
+}
+
 /// Installs every config revision the cluster commits, in order, as it is applied here.
 async fn follow_revisions(cluster: Arc<Cluster>, mut node: Node) {
     let mut applied = cluster.subscribe();
@@ -324,7 +330,7 @@ async fn follow_revisions(cluster: Arc<Cluster>, mut node: Node) {
     loop {
         let current = applied.borrow_and_update().state.current().cloned();
         if let Some(revision) = current.filter(|r| r.revision != installed) {
-            match parse_document(&revision.config_json) {
+            match committed_document(&revision.config_json) {
                 Ok(document) => match node.install(document, revision.revision) {
                     Ok(_) => tracing::info!(revision = revision.revision, "serving config revision"),
                     Err(problems) => {

@@ -104,7 +104,9 @@ pub struct RaftTuning {
 
 impl Default for RaftTuning {
     fn default() -> Self {
-        Self { heartbeat_ms: 100, election_min_ms: 400, election_max_ms: 800, snapshot_logs: 1000 }
+        // openraft's own defaults: a follower waits out the leader lease (= election_max) plus an
+        // election timeout, so failover takes at most about 0.3 + 0.3 s plus a tick.
+        Self { heartbeat_ms: 50, election_min_ms: 150, election_max_ms: 300, snapshot_logs: 1000 }
     }
 }
 

@@ -39,6 +39,8 @@ const CLOSE_REFUSED: u32 = 0x4701;
 /// Keep-alives keep NAT and idle timers from closing quiet member connections.
 const KEEP_ALIVE: Duration = Duration::from_secs(1);
 const IDLE_TIMEOUT: Duration = Duration::from_secs(5);
+/// Consecutive timeouts after which a cached connection is presumed dead and redialled.
+const TIMEOUTS_BEFORE_REDIAL: u32 = 3;
 /// How long a stopping node waits for its close frames to be sent.
 const CLOSE_GRACE: Duration = Duration::from_millis(500);
 
@@ -98,6 +100,8 @@ pub struct Fabric {
     client_configs: HashMap<&'static [u8], quinn::ClientConfig>,
     /// Keyed by the node expected at the address too, so its name is checked on every dial.
     connections: Mutex<HashMap<ConnectionKey, quinn::Connection>>,
+    /// Consecutive timed-out requests per connection.
+    timeouts: Mutex<HashMap<ConnectionKey, u32>>,
     /// Node ids whose certificates are refused (removed members).
     refused: ArcSwap<BTreeSet<NodeId>>,
     pub stats: FabricStats,
@@ -153,6 +157,7 @@ impl Fabric {
             member,
             client_configs,
             connections: Mutex::new(HashMap::new()),
+            timeouts: Mutex::new(HashMap::new()),
             refused: ArcSwap::from_pointee(BTreeSet::new()),
             stats: FabricStats::default(),
         }))
@@ -216,18 +221,32 @@ impl Fabric {
             }
             Err(FabricError::Unreachable { addr, reason: "no connection".into() })
         };
-        match tokio::time::timeout(timeout, attempt).await {
+        let result = match tokio::time::timeout(timeout, attempt).await {
             Ok(result) => result,
             Err(_) => {
-                // A peer that restarted never answers on the old connection (its new process
-                // cannot even reset it: the stateless-reset key changed), so the connection only
-                // dies at the idle timeout. Forget it now; the next request dials afresh.
-                if let Some(stale) = lock(&self.connections).remove(&(addr, node, alpn)) {
-                    stale.close(0u32.into(), b"request timed out");
+                // A peer that restarted may never answer on the old connection, which then only
+                // dies at the idle timeout. After a few timeouts in a row, forget it so the next
+                // request dials afresh; one slow answer on a busy machine is not enough.
+                let key = (addr, node, alpn);
+                let strikes = {
+                    let mut timeouts = lock(&self.timeouts);
+                    let strikes = timeouts.entry(key).or_insert(0);
+                    *strikes += 1;
+                    *strikes
+                };
+                if strikes >= TIMEOUTS_BEFORE_REDIAL {
+                    lock(&self.timeouts).remove(&key);
+                    if let Some(stale) = lock(&self.connections).remove(&key) {
+                        stale.close(0u32.into(), b"requests timed out");
+                    }
                 }
                 Err(FabricError::Timeout { addr, timeout })
             }
+        };
+        if result.is_ok() {
+            lock(&self.timeouts).remove(&(addr, node, alpn));
         }
+        result
     }
 
     async fn connection(

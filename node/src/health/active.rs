@@ -31,7 +31,9 @@ pub struct HealthSupervisor {
 
 impl HealthSupervisor {
     pub fn follow(&mut self, snapshot: &Snapshot, metrics: &Arc<Metrics>, gossip: Option<Arc<GossipNode>>) {
-        self.tasks.abort_all();
+        // Dropping the old set aborts its tasks and frees them (`abort_all` alone would leave
+        // every finished task in the set, one more per revision).
+        self.tasks = JoinSet::new();
         for service in snapshot.services.values() {
             let check =
                 snapshot.document.services.iter().find(|s| s.name == service.name).and_then(|s| s.health_check.clone());
