@@ -15,7 +15,7 @@ use serde_json::{json, Value};
 use super::AdminState;
 use crate::cluster::config::ApplyError;
 use crate::cluster::{identity, ClusterError, DEFAULT_TOKEN_TTL};
-use crate::telemetry::ClusterView;
+use crate::telemetry::{ClusterView, GossipView};
 use std::sync::atomic::Ordering;
 
 /// Largest request body the admin API reads (config documents).
@@ -157,6 +157,23 @@ fn metrics(state: &AdminState) -> Reply {
         fabric_refused_connections: stats.refused_connections.load(Ordering::Relaxed),
         fabric_bad_frames: stats.bad_frames.load(Ordering::Relaxed),
     });
+    if let Some(gossip) = cluster.gossip() {
+        let counters = gossip.gossip.counters();
+        let members = gossip.gossip.members();
+        state.dataplane.metrics.set_gossip(GossipView {
+            live_members: members.iter().filter(|m| m.liveness == gantry_gossip::Liveness::Alive).count() as u64,
+            packets_in: counters.packets_in,
+            packets_out: counters.packets_out,
+            bytes_in: counters.bytes_in,
+            bytes_out: counters.bytes_out,
+            dropped: counters.dropped_by_reason().map(|(reason, count)| (reason.as_str(), count)).collect(),
+            heartbeat_age: members
+                .iter()
+                .filter(|m| !m.is_self)
+                .filter_map(|m| m.last_heard.map(|age| (m.node_id, age.as_secs_f64())))
+                .collect(),
+        });
+    }
     let mut response = text(StatusCode::OK, state.dataplane.metrics.encode());
     response.headers_mut().insert(
         header::CONTENT_TYPE,

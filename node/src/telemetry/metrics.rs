@@ -65,6 +65,47 @@ pub struct Metrics {
     reloads: Family<ResultLabels, Counter>,
     revision: Gauge,
     cluster: ClusterGauges,
+    gossip: GossipMetrics,
+}
+
+/// Gossip figures. The gossip crate keeps running totals; the counters here are advanced by
+/// the difference at each scrape, so they stay Prometheus counters.
+#[derive(Debug, Default)]
+struct GossipMetrics {
+    live_members: Gauge,
+    packets: Family<DirectionLabels, Counter>,
+    bytes: Family<DirectionLabels, Counter>,
+    dropped: Family<ReasonLabels, Counter>,
+    heartbeat_age: Family<PeerLabels, Gauge<f64, std::sync::atomic::AtomicU64>>,
+    last: std::sync::Mutex<GossipView>,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct DirectionLabels {
+    direction: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct ReasonLabels {
+    reason: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct PeerLabels {
+    peer: String,
+}
+
+/// What gossip reports to `/metrics`: running totals and per-peer heartbeat ages.
+#[derive(Clone, Debug, Default)]
+pub struct GossipView {
+    pub live_members: u64,
+    pub packets_in: u64,
+    pub packets_out: u64,
+    pub bytes_in: u64,
+    pub bytes_out: u64,
+    pub dropped: Vec<(&'static str, u64)>,
+    /// (peer node id, seconds since its heartbeat last advanced)
+    pub heartbeat_age: Vec<(u64, f64)>,
 }
 
 /// Raft and fabric figures, set from a [`ClusterView`] at scrape time.
@@ -177,6 +218,20 @@ impl Default for Metrics {
             "Fabric connections refused (no member certificate, or a removed node)",
             cluster.fabric_refused.clone(),
         );
+        let gossip = GossipMetrics::default();
+        registry.register(
+            "gossip_live_members",
+            "Members gossip sees alive, this node included",
+            gossip.live_members.clone(),
+        );
+        registry.register("gossip_packets", "Gossip datagrams by direction (in, out)", gossip.packets.clone());
+        registry.register("gossip_bytes", "Gossip bytes by direction (in, out)", gossip.bytes.clone());
+        registry.register("gossip_dropped_packets", "Gossip datagrams dropped, by reason", gossip.dropped.clone());
+        registry.register(
+            "gossip_heartbeat_age_seconds",
+            "Seconds since each peer's gossip heartbeat last advanced here",
+            gossip.heartbeat_age.clone(),
+        );
         registry.register(
             "fabric_bad_frames",
             "Fabric frames dropped because they did not decode",
@@ -194,6 +249,7 @@ impl Default for Metrics {
             reloads,
             revision,
             cluster,
+            gossip,
         }
     }
 }
@@ -254,6 +310,35 @@ impl Metrics {
         set(&gauges.learners, view.learners);
         set(&gauges.fabric_refused, view.fabric_refused_connections);
         set(&gauges.fabric_bad_frames, view.fabric_bad_frames);
+    }
+
+    pub fn set_gossip(&self, view: GossipView) {
+        let gossip = &self.gossip;
+        gossip.live_members.set(i64::try_from(view.live_members).unwrap_or(i64::MAX));
+        let mut last = match gossip.last.lock() {
+            Ok(guard) => guard,
+            Err(poisoned) => poisoned.into_inner(),
+        };
+        let advance = |counter: &Counter, now: u64, before: u64| {
+            counter.inc_by(now.saturating_sub(before));
+        };
+        advance(&gossip.packets.get_or_create(&DirectionLabels { direction: "in" }), view.packets_in, last.packets_in);
+        advance(
+            &gossip.packets.get_or_create(&DirectionLabels { direction: "out" }),
+            view.packets_out,
+            last.packets_out,
+        );
+        advance(&gossip.bytes.get_or_create(&DirectionLabels { direction: "in" }), view.bytes_in, last.bytes_in);
+        advance(&gossip.bytes.get_or_create(&DirectionLabels { direction: "out" }), view.bytes_out, last.bytes_out);
+        for (reason, count) in &view.dropped {
+            let before = last.dropped.iter().find(|(r, _)| r == reason).map_or(0, |(_, c)| *c);
+            advance(&gossip.dropped.get_or_create(&ReasonLabels { reason }), *count, before);
+        }
+        gossip.heartbeat_age.clear();
+        for (peer, age) in &view.heartbeat_age {
+            gossip.heartbeat_age.get_or_create(&PeerLabels { peer: peer.to_string() }).set(*age);
+        }
+        *last = view;
     }
 
     /// Prometheus text exposition format.

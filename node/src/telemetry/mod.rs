@@ -5,4 +5,4 @@ mod access;
 mod metrics;
 
 pub use access::{init_logging, AccessRecord, LogFormat};
-pub use metrics::{ClusterView, Metrics, RouteMetrics};
+pub use metrics::{ClusterView, GossipView, Metrics, RouteMetrics};

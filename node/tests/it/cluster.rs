@@ -64,14 +64,20 @@ async fn three_zones_apply_failover_and_catch_up() {
     let mut nodes = three_zone_cluster(&[]).await;
     let token = nodes[0].admin_token();
 
-    // Members: three voters in three zones, one leader.
+    // Members: three voters in three zones, one leader (a follower may apply the promotion a
+    // moment after the leader).
+    let follower_admin = nodes[1].admin;
+    eventually(WAIT, "a follower sees three voters", || async move {
+        let members = get(&format!("http://{follower_admin}/v1/members")).await.map(|r| r.json()).unwrap_or_default();
+        let list = members["members"].as_array().cloned().unwrap_or_default();
+        list.len() == 3 && list.iter().all(|m| m["role"] == "voter")
+    })
+    .await;
     let members = get(&format!("http://{}/v1/members", nodes[1].admin)).await.expect("members").json();
     let list = members["members"].as_array().cloned().unwrap_or_default();
-    assert_eq!(list.len(), 3);
     let zones: std::collections::BTreeSet<_> =
         list.iter().map(|m| m["zone"].as_str().unwrap_or("").to_string()).collect();
     assert_eq!(zones.len(), 3, "{members}");
-    assert!(list.iter().all(|m| m["role"] == "voter"));
 
     // Apply on a follower; every node serves the same revision.
     let leader = leader_index(&nodes).await.expect("a leader");
@@ -388,6 +394,14 @@ routes: [ {{ name: web, to: [ {{ service: web }} ] }} ]
         })
         .await;
     }
+    // Gossip figures are exported.
+    let metrics = get(&format!("http://{}/metrics", nodes[0].admin)).await.expect("metrics").text();
+    assert!(metrics.contains("gantry_gossip_live_members 3"), "{metrics}");
+    for name in ["gantry_gossip_packets_total{direction=\"in\"}", "gantry_gossip_bytes_total{direction=\"out\"}"] {
+        assert!(metrics.lines().any(|l| l.starts_with(name) && !l.ends_with(" 0")), "{name} in {metrics}");
+    }
+    assert!(metrics.contains("gantry_gossip_heartbeat_age_seconds{peer=\"2\"}"), "{metrics}");
+    assert!(metrics.contains("gantry_gossip_dropped_packets_total{reason=\"auth_failed\"} 0"), "{metrics}");
     // ctl members shows gossip liveness and the applied revision of every node.
     let members = get(&format!("http://{}/v1/members", nodes[2].admin)).await.expect("members").json();
     for member in members["members"].as_array().into_iter().flatten() {
