@@ -7,7 +7,7 @@ use std::collections::HashMap;
 use std::io;
 use std::net::SocketAddr;
 use std::pin::Pin;
-use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
@@ -28,6 +28,10 @@ use crate::dataplane::{Dataplane, Snapshot};
 
 /// Pending connections the kernel queues per listening socket.
 const LISTEN_BACKLOG: i32 = 1024;
+
+/// The most headers hyper's HTTP/1 parser accepts when no limit is set (`DEFAULT_MAX_HEADERS`
+/// in hyper 1's `proto/h1/role.rs`); past it, 431 as with a limit.
+const HYPER_DEFAULT_MAX_HEADERS: usize = 100;
 
 /// Counts open connections and tells them when to drain.
 #[derive(Debug)]
@@ -231,6 +235,7 @@ async fn accept_loop(
             dataplane: dataplane.clone(),
             local: address,
             client,
+            client_ip: super::headers::ip_value(client.ip()),
             tls: plan.protocol == ListenerProtocol::Https,
             slot: slot.clone(),
         });
@@ -279,12 +284,16 @@ async fn serve_http<S>(
     let activity = Arc::new(Activity::new());
     let io = TokioIo::new(ActivityIo { inner: stream, activity: activity.clone() });
     let mut builder = auto::Builder::new(TokioExecutor::new());
-    builder
-        .http1()
+    let mut http1 = builder.http1();
+    http1
         .timer(TokioTimer::new())
         .header_read_timeout(limits.header_read_timeout.get())
-        .max_buf_size((limits.max_header_bytes as usize).max(8192))
-        .max_headers(limits.max_headers as usize);
+        .max_buf_size((limits.max_header_bytes as usize).max(8192));
+    // hyper parses into a stack array of its default 100 headers, and fills a vector of the
+    // configured size per request when a limit is set: set one only when it differs.
+    if limits.max_headers as usize != HYPER_DEFAULT_MAX_HEADERS {
+        http1.max_headers(limits.max_headers as usize);
+    }
     builder
         .http2()
         .timer(TokioTimer::new())
@@ -295,10 +304,12 @@ async fn serve_http<S>(
     let connection = builder.serve_connection_with_upgrades(io, service);
     tokio::pin!(connection);
     let idle_limit = limits.idle_timeout.get();
-    let mut idle_check = tokio::time::interval(idle_limit / 4 + Duration::from_millis(1));
+    let mut idle_check = tokio::time::interval(idle_limit / IDLE_CHECKS + Duration::from_millis(1));
+    let mut last_active = Instant::now();
     let mut shutting_down = false;
     loop {
         tokio::select! {
+            biased;
             result = connection.as_mut() => {
                 if let Err(error) = result {
                     tracing::debug!(%client, %error, "client connection ended with an error");
@@ -310,7 +321,12 @@ async fn serve_http<S>(
                 shutting_down = true;
             }
             _ = idle_check.tick(), if !shutting_down => {
-                if activity.idle_for() >= idle_limit {
+                let now = Instant::now();
+                if activity.take_moved() {
+                    // Bytes moved since the last check: counting from now closes the connection
+                    // at most one check period late, never early.
+                    last_active = now;
+                } else if now.duration_since(last_active) >= idle_limit {
                     connection.as_mut().graceful_shutdown();
                     shutting_down = true;
                 }
@@ -319,22 +335,26 @@ async fn serve_http<S>(
     }
 }
 
-/// Last time bytes moved on a connection.
+/// Checks of a connection's activity per idle timeout.
+const IDLE_CHECKS: u32 = 8;
+
+/// Whether bytes moved on a connection since the idle check last looked: a flag, so the I/O
+/// path does not read the clock.
 struct Activity {
-    epoch: Instant,
-    last_ms: AtomicU64,
+    moved: AtomicBool,
 }
 
 impl Activity {
     fn new() -> Self {
-        Self { epoch: Instant::now(), last_ms: AtomicU64::new(0) }
+        Self { moved: AtomicBool::new(true) }
     }
     fn touch(&self) {
-        self.last_ms.store(self.epoch.elapsed().as_millis() as u64, Ordering::Relaxed);
+        if !self.moved.load(Ordering::Relaxed) {
+            self.moved.store(true, Ordering::Relaxed);
+        }
     }
-    fn idle_for(&self) -> Duration {
-        let now = self.epoch.elapsed().as_millis() as u64;
-        Duration::from_millis(now.saturating_sub(self.last_ms.load(Ordering::Relaxed)))
+    fn take_moved(&self) -> bool {
+        self.moved.swap(false, Ordering::Relaxed)
     }
 }
 

@@ -4,10 +4,42 @@
 
 use std::borrow::Cow;
 use std::collections::HashMap;
+use std::hash::{BuildHasherDefault, Hasher};
 
 use gantry_proto::config::{RouteMatch, ValueMatch, ValueRule};
 use http::{HeaderMap, Method};
 use regex::{Regex, RegexSet};
+
+/// Hash maps keyed by host or path, hashed with [`KeyHasher`].
+type KeyMap<V> = HashMap<String, V, BuildHasherDefault<KeyHasher>>;
+
+/// FNV-1a with a splitmix64 finaliser for the table's keys. A lookup hashes one short string
+/// (a host, a path prefix); SipHash's set-up and finalisation cost more than that. It needs no
+/// key: the tables are built from the config, and requests only look keys up, so they cannot
+/// crowd a bucket.
+#[derive(Clone, Copy, Debug)]
+struct KeyHasher(u64);
+
+impl Default for KeyHasher {
+    fn default() -> Self {
+        Self(0xcbf2_9ce4_8422_2325)
+    }
+}
+
+impl Hasher for KeyHasher {
+    fn write(&mut self, bytes: &[u8]) {
+        for &b in bytes {
+            self.0 = (self.0 ^ u64::from(b)).wrapping_mul(0x0000_0100_0000_01b3);
+        }
+    }
+
+    fn finish(&self) -> u64 {
+        let mut z = self.0;
+        z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+        z ^ (z >> 31)
+    }
+}
 
 /// The parts of a request that routing reads.
 pub struct RequestView<'a> {
@@ -100,8 +132,8 @@ impl Conditions {
 
 #[derive(Debug, Default)]
 struct HostBucket {
-    exact: HashMap<String, Vec<u32>>,
-    prefixes: HashMap<String, Vec<u32>>,
+    exact: KeyMap<Vec<u32>>,
+    prefixes: KeyMap<Vec<u32>>,
     /// Distinct prefix lengths, longest first.
     prefix_lengths: Vec<usize>,
     regex_set: Option<RegexSet>,
@@ -135,9 +167,9 @@ impl HostBucket {
 pub struct RouteTable<T> {
     payloads: Vec<T>,
     conditions: Vec<Conditions>,
-    exact_hosts: HashMap<String, HostBucket>,
+    exact_hosts: KeyMap<HostBucket>,
     /// Keyed by the suffix with its leading dot (`.example.com`).
-    wildcard_hosts: HashMap<String, HostBucket>,
+    wildcard_hosts: KeyMap<HostBucket>,
     any_host: HostBucket,
 }
 

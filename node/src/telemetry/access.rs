@@ -22,6 +22,13 @@ pub fn init_logging(format: LogFormat) {
     };
 }
 
+/// Whether an access log line would be written now (target `gantry::access` at INFO). The
+/// request path builds an [`AccessRecord`] only when it would: with the access log filtered out
+/// (`RUST_LOG=warn`), this is a check of the global maximum level, nothing more.
+pub fn access_log_enabled() -> bool {
+    tracing::enabled!(target: "gantry::access", tracing::Level::INFO)
+}
+
 /// What the access log line says about one request; logged on drop.
 #[derive(Debug)]
 pub struct AccessRecord {

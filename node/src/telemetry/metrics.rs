@@ -1,12 +1,13 @@
 //! The node's Prometheus metrics (text exposition at the admin API's `/metrics`).
 
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
-use prometheus_client::encoding::EncodeLabelSet;
+use prometheus_client::encoding::{EncodeLabelSet, EncodeMetric, MetricEncoder, NoLabelSet};
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::Gauge;
-use prometheus_client::metrics::histogram::{exponential_buckets, Histogram};
+use prometheus_client::metrics::{MetricType, TypedMetric};
 use prometheus_client::registry::Registry;
 
 use crate::upstream::Endpoint;
@@ -43,11 +44,70 @@ struct ResultLabels {
     result: &'static str,
 }
 
-type HistogramFamily<L> = Family<L, Histogram, fn() -> Histogram>;
+type HistogramFamily<L> = Family<L, LatencyHistogram, fn() -> LatencyHistogram>;
 
-fn latency_histogram() -> Histogram {
-    // 0.5 ms to ~16 s.
-    Histogram::new(exponential_buckets(0.0005, 2.0, 16))
+fn latency_histogram() -> LatencyHistogram {
+    LatencyHistogram::default()
+}
+
+/// Upper bounds of the latency buckets: 0.5 ms to ~16 s, doubling (then +Inf).
+const LATENCY_BOUNDS: [f64; 16] = {
+    let mut bounds = [0.0005; 16];
+    let mut i = 1;
+    while i < bounds.len() {
+        bounds[i] = bounds[i - 1] * 2.0;
+        i += 1;
+    }
+    bounds
+};
+
+/// A request-latency histogram observed with atomics alone (prometheus-client's `Histogram`
+/// locks a mutex per observation), exposed exactly like it: the same buckets, `_sum`,
+/// `_count`, `_bucket{le}`.
+#[derive(Clone, Debug, Default)]
+pub struct LatencyHistogram {
+    inner: Arc<HistogramCells>,
+}
+
+#[derive(Debug, Default)]
+struct HistogramCells {
+    /// Per bucket, the last one +Inf (not cumulative: the encoder adds them up).
+    counts: [AtomicU64; LATENCY_BOUNDS.len() + 1],
+    /// Bits of the f64 sum of observations.
+    sum: AtomicU64,
+}
+
+impl LatencyHistogram {
+    pub fn observe(&self, seconds: f64) {
+        // The first bucket whose bound is at least the value; NaN lands in +Inf.
+        let bucket = LATENCY_BOUNDS.iter().position(|bound| seconds <= *bound).unwrap_or(LATENCY_BOUNDS.len());
+        self.inner.counts[bucket].fetch_add(1, Ordering::Relaxed);
+        let _ = self.inner.sum.fetch_update(Ordering::Relaxed, Ordering::Relaxed, |bits| {
+            Some((f64::from_bits(bits) + seconds).to_bits())
+        });
+    }
+}
+
+impl TypedMetric for LatencyHistogram {
+    const TYPE: MetricType = MetricType::Histogram;
+}
+
+impl EncodeMetric for LatencyHistogram {
+    fn encode(&self, mut encoder: MetricEncoder) -> Result<(), std::fmt::Error> {
+        let buckets: Vec<(f64, u64)> = LATENCY_BOUNDS
+            .iter()
+            .copied()
+            .chain(std::iter::once(f64::INFINITY))
+            .zip(self.inner.counts.iter().map(|c| c.load(Ordering::Relaxed)))
+            .collect();
+        let count = buckets.iter().map(|(_, n)| n).sum();
+        let sum = f64::from_bits(self.inner.sum.load(Ordering::Relaxed));
+        encoder.encode_histogram::<NoLabelSet>(sum, count, &buckets, None)
+    }
+
+    fn metric_type(&self) -> MetricType {
+        Self::TYPE
+    }
 }
 
 const CODE_CLASSES: [&str; 5] = ["1xx", "2xx", "3xx", "4xx", "5xx"];
@@ -140,7 +200,7 @@ pub struct ClusterView {
 #[derive(Clone, Debug)]
 pub struct RouteMetrics {
     by_class: [Counter; 5],
-    latency: Histogram,
+    latency: LatencyHistogram,
     pub retries: Counter,
 }
 
@@ -157,7 +217,8 @@ impl Default for Metrics {
         let mut registry = Registry::with_prefix("gantry");
         let requests = Family::<RequestLabels, Counter>::default();
         registry.register("http_requests", "HTTP requests answered, by route and status class", requests.clone());
-        let latency = HistogramFamily::<RouteLabels>::new_with_constructor(latency_histogram as fn() -> Histogram);
+        let latency =
+            HistogramFamily::<RouteLabels>::new_with_constructor(latency_histogram as fn() -> LatencyHistogram);
         registry.register(
             "http_request_duration_seconds",
             "Time from request to response headers, by route",
@@ -348,5 +409,37 @@ impl Metrics {
             out.clear();
         }
         out
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use prometheus_client::metrics::histogram::{exponential_buckets, Histogram};
+
+    use super::*;
+
+    fn encode(metric: impl prometheus_client::registry::Metric) -> String {
+        let mut registry = Registry::default();
+        registry.register("latency", "help", metric);
+        let mut text = String::new();
+        prometheus_client::encoding::text::encode(&mut text, &registry).expect("encode");
+        text
+    }
+
+    #[test]
+    fn latency_histogram_encodes_like_prometheus_client() {
+        let ours = LatencyHistogram::default();
+        let theirs = Histogram::new(exponential_buckets(0.0005, 2.0, 16));
+        for seconds in [0.0001, 0.0005, 0.0007, 0.003, 0.25, 1.0, 9.0, 40.0] {
+            ours.observe(seconds);
+            theirs.observe(seconds);
+        }
+        assert_eq!(encode(ours.clone()), encode(theirs.clone()));
+        ours.observe(f64::NAN);
+        theirs.observe(f64::NAN);
+        let (ours, theirs) = (encode(ours), encode(theirs));
+        assert!(ours.contains("latency_bucket{le=\"0.0005\"} 2"), "{ours}");
+        // NaN makes both sums NaN; everything else matches line for line.
+        assert_eq!(ours, theirs);
     }
 }

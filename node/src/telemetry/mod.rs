@@ -4,5 +4,5 @@
 mod access;
 mod metrics;
 
-pub use access::{init_logging, AccessRecord, LogFormat};
+pub use access::{access_log_enabled, init_logging, AccessRecord, LogFormat};
 pub use metrics::{ClusterView, GossipView, Metrics, RouteMetrics};

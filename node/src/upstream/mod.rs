@@ -5,6 +5,6 @@ mod client;
 mod endpoint;
 mod service;
 
-pub use client::{BoxError, ProxyBody, UpstreamClient};
+pub use client::{BoxError, PooledConnection, ProxyBody, UpstreamClient, UpstreamError};
 pub use endpoint::{EndpointHealth, InFlightGuard, Outcome};
 pub use service::{Endpoint, HealthRegistry, PickRequest, ServiceRuntime};
