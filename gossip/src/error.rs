@@ -31,6 +31,9 @@ pub enum GossipError {
     #[error("endpoint health entry rejected: {0}")]
     InvalidEndpoint(String),
 
+    #[error("zone load map rejected: {0}")]
+    InvalidZoneLoad(String),
+
     #[error("too many endpoint health entries ({limit} per node): remove stale entries first")]
     TooManyEndpoints { limit: usize },
 

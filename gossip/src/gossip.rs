@@ -19,7 +19,9 @@ use tracing::info;
 use crate::config::GossipConfig;
 use crate::counters::GossipCounters;
 use crate::key::{GossipKey, KeyRing};
-use crate::state::{self, EndpointHealth, Load, NodeState, RaftRole, Update, Verdict, MAX_ENDPOINTS_PER_NODE};
+use crate::state::{
+    self, EndpointHealth, Load, NodeState, RaftRole, Update, Verdict, ZoneInFlight, MAX_ENDPOINTS_PER_NODE,
+};
 use crate::transport::{unix_ms, SealedTransport, TransportShared};
 use crate::view::{self, ClusterView, EndpointReport, GossipEvent, MemberView, Observer, EVENT_CAPACITY};
 use crate::{GossipError, NodeId};
@@ -184,6 +186,18 @@ impl Gossip {
             return Err(GossipError::TooManyEndpoints { limit: MAX_ENDPOINTS_PER_NODE });
         }
         state::set_endpoint_health(service, endpoint, EndpointHealth { verdict, checked_at_unix_ms }).apply(node);
+        drop(chitchat);
+        self.wake.notify_one();
+        Ok(())
+    }
+
+    /// Publishes this node's in-flight requests by service and endpoint zone, replacing the
+    /// previous map (entries missing from `map` are deleted).
+    pub async fn set_zone_in_flight(&self, map: &ZoneInFlight) -> Result<(), GossipError> {
+        state::check_zone_in_flight(map).map_err(GossipError::InvalidZoneLoad)?;
+        let mut chitchat = self.chitchat.lock().await;
+        let node = chitchat.self_node_state();
+        state::set_zone_in_flight(map, node).apply(node);
         drop(chitchat);
         self.wake.notify_one();
         Ok(())

@@ -40,7 +40,7 @@
 //! | `suspect_after_ms` | 800 | – | gantry's `Suspect`: alive for chitchat but silent for 4 rounds |
 //! | `max_clock_skew_ms` | 30 000 | – | freshness window of sealed datagrams (and of the replay cache) |
 //!
-//! Measured over loopback in one process (`cargo bench -p gantry-gossip --bench gossip_cluster`,
+//! Measured over loopback in one process (`cargo bench -p gantry-benches --bench gossip_cluster`,
 //! 2 shared cores; see `gossip/README.md`): a killed node is dead on every other node after
 //! 1.5 s (3 nodes), 2.1–2.3 s (10), 2.5–2.7 s (50) and 2.7–2.9 s (100); a node stalled for
 //! 900 ms is declared dead by nobody at any size; a state change reaches every node in
@@ -98,12 +98,17 @@ mod transport;
 mod view;
 pub mod wire;
 
+#[cfg(feature = "testing")]
+pub mod testing;
+
 pub use config::{GossipConfig, GossipTuning};
 pub use counters::GossipCounters;
 pub use error::GossipError;
 pub use gossip::Gossip;
 pub use key::{GossipKey, KeyRing, KEY_LEN};
-pub use state::{Addresses, EndpointHealth, Load, NodeState, RaftRole, Verdict, MAX_ENDPOINTS_PER_NODE, MAX_FIELD_LEN};
+pub use state::{
+    Addresses, EndpointHealth, Load, NodeState, RaftRole, Verdict, ZoneInFlight, MAX_ENDPOINTS_PER_NODE, MAX_FIELD_LEN,
+};
 pub use view::{ClusterView, EndpointReport, GossipEvent, Liveness, MemberView, EVENT_CAPACITY};
 pub use wire::DropReason;
 

@@ -26,7 +26,15 @@ mod keys {
     /// `health:<service byte length>:<service><endpoint>`: length-prefixed so that any
     /// characters are allowed in either part.
     pub const HEALTH_PREFIX: &str = "health:";
+    /// `zload:<service byte length>:<service><zone>`: this node's in-flight requests to the
+    /// service's endpoints in that zone.
+    pub const ZONE_LOAD_PREFIX: &str = "zload:";
 }
+
+/// A node's in-flight requests by service and endpoint zone (averaged over the last publish
+/// period): service → zone → requests. Gossiped so that every node sees how busy each zone's
+/// endpoints are cluster-wide, not only from its own traffic.
+pub type ZoneInFlight = BTreeMap<String, BTreeMap<String, f64>>;
 
 /// Bound on endpoint health entries one node publishes (each is gossiped to every node).
 pub const MAX_ENDPOINTS_PER_NODE: usize = 1_024;
@@ -158,11 +166,17 @@ pub struct NodeState {
     pub draining: bool,
     /// Health of the endpoints this node checks: service → endpoint → verdict.
     pub endpoints: BTreeMap<String, BTreeMap<String, EndpointHealth>>,
+    /// This node's in-flight requests by service and endpoint zone.
+    pub zone_in_flight: ZoneInFlight,
 }
 
 impl NodeState {
     pub fn endpoint_count(&self) -> usize {
         self.endpoints.values().map(BTreeMap::len).sum()
+    }
+
+    pub fn zone_load_count(&self) -> usize {
+        zone_load_count(&self.zone_in_flight)
     }
 
     /// Every problem at once, so the caller can fix them together.
@@ -190,6 +204,9 @@ impl NodeState {
         if self.endpoint_count() > MAX_ENDPOINTS_PER_NODE {
             problems.push(format!("endpoints: more than {MAX_ENDPOINTS_PER_NODE} entries"));
         }
+        if let Err(problem) = check_zone_in_flight(&self.zone_in_flight) {
+            problems.push(format!("zone_in_flight: {problem}"));
+        }
         if problems.is_empty() {
             Ok(())
         } else {
@@ -213,12 +230,42 @@ pub(crate) fn check_endpoint(service: &str, endpoint: &str) -> Result<(), String
     Ok(())
 }
 
+fn zone_load_count(map: &ZoneInFlight) -> usize {
+    map.values().map(BTreeMap::len).sum()
+}
+
+/// The bounds a published zone-load map must respect: names as for endpoints, at most
+/// [`MAX_ENDPOINTS_PER_NODE`] entries.
+pub(crate) fn check_zone_in_flight(map: &ZoneInFlight) -> Result<(), String> {
+    for (service, zones) in map {
+        for zone in zones.keys() {
+            check_endpoint(service, zone).map_err(|problem| format!("[{service:?}][{zone:?}]: {problem}"))?;
+        }
+    }
+    if zone_load_count(map) > MAX_ENDPOINTS_PER_NODE {
+        return Err(format!("more than {MAX_ENDPOINTS_PER_NODE} entries"));
+    }
+    Ok(())
+}
+
 pub(crate) fn health_key(service: &str, endpoint: &str) -> String {
-    format!("{}{}:{service}{endpoint}", keys::HEALTH_PREFIX, service.len())
+    pair_key(keys::HEALTH_PREFIX, service, endpoint)
+}
+
+fn zone_load_key(service: &str, zone: &str) -> String {
+    pair_key(keys::ZONE_LOAD_PREFIX, service, zone)
+}
+
+fn pair_key(prefix: &str, first: &str, second: &str) -> String {
+    format!("{prefix}{}:{first}{second}", first.len())
 }
 
 fn parse_health_key(key: &str) -> Option<(&str, &str)> {
-    let rest = key.strip_prefix(keys::HEALTH_PREFIX)?;
+    parse_pair_key(keys::HEALTH_PREFIX, key)
+}
+
+fn parse_pair_key<'a>(prefix: &str, key: &'a str) -> Option<(&'a str, &'a str)> {
+    let rest = key.strip_prefix(prefix)?;
     let (len, rest) = rest.split_once(':')?;
     let len: usize = len.parse().ok()?;
     if len == 0 || len >= rest.len() || !rest.is_char_boundary(len) {
@@ -277,6 +324,25 @@ pub(crate) fn remove_endpoint_health(service: &str, endpoint: &str) -> Update {
     Update { set: Vec::new(), delete: vec![health_key(service, endpoint)] }
 }
 
+/// Sets every zone-load entry of `map` and deletes this node's entries that `map` lacks.
+pub(crate) fn set_zone_in_flight(map: &ZoneInFlight, current: &chitchat::NodeState) -> Update {
+    let mut set = Vec::new();
+    let mut wanted = std::collections::HashSet::new();
+    for (service, zones) in map {
+        for (zone, in_flight) in zones {
+            let key = zone_load_key(service, zone);
+            wanted.insert(key.clone());
+            set.push((key, format!("{:.1}", finite(*in_flight))));
+        }
+    }
+    let delete = current
+        .iter_prefix(keys::ZONE_LOAD_PREFIX)
+        .filter(|(key, value)| !value.is_deleted() && !wanted.contains(*key))
+        .map(|(key, _)| key.to_string())
+        .collect();
+    Update { set, delete }
+}
+
 /// The keys for a whole state; health entries of `current` missing from `state` are deleted.
 pub(crate) fn publish(state: &NodeState, current: &chitchat::NodeState) -> Update {
     let mut set = vec![
@@ -299,11 +365,14 @@ pub(crate) fn publish(state: &NodeState, current: &chitchat::NodeState) -> Updat
             set.push((key, health.encode()));
         }
     }
-    let delete = current
+    let mut delete: Vec<String> = current
         .iter_prefix(keys::HEALTH_PREFIX)
         .filter(|(key, value)| !value.is_deleted() && !wanted.contains(*key))
         .map(|(key, _)| key.to_string())
         .collect();
+    let zone_load = set_zone_in_flight(&state.zone_in_flight, current);
+    set.extend(zone_load.set);
+    delete.extend(zone_load.delete);
     Update { set, delete }
 }
 
@@ -328,6 +397,20 @@ pub(crate) fn read<'a>(key_values: impl Iterator<Item = (&'a str, &'a str)>) -> 
             keys::LOAD => state.load = Load::parse(value).unwrap_or_default(),
             keys::CONFIG_REVISION => state.config_revision = value.parse().unwrap_or_default(),
             keys::DRAINING => state.draining = value == "true",
+            _ if key.starts_with(keys::ZONE_LOAD_PREFIX) => {
+                let in_flight = value.parse::<f64>().ok().filter(|x| x.is_finite() && *x >= 0.0);
+                if let (Some((service, zone)), Some(in_flight)) =
+                    (parse_pair_key(keys::ZONE_LOAD_PREFIX, key), in_flight)
+                {
+                    if state.zone_load_count() < MAX_ENDPOINTS_PER_NODE {
+                        state
+                            .zone_in_flight
+                            .entry(service.to_string())
+                            .or_default()
+                            .insert(zone.to_string(), in_flight);
+                    }
+                }
+            }
             _ => {
                 if let (Some((service, endpoint)), Some(health)) = (parse_health_key(key), EndpointHealth::parse(value))
                 {
@@ -372,7 +455,10 @@ mod tests {
             config_revision: 42,
             draining: true,
             endpoints: BTreeMap::new(),
+            zone_in_flight: BTreeMap::new(),
         };
+        state.zone_in_flight.entry("reviews".into()).or_default().insert("us-east-1a".into(), 2.5);
+        state.zone_in_flight.entry("reviews".into()).or_default().insert("a:b".into(), 0.0);
         state
             .endpoints
             .entry("reviews".into())
@@ -417,6 +503,9 @@ mod tests {
             ("raft.role", "king"),
             ("draining", "yes"),
             ("health:3:svcep", "maybe@12"),
+            ("zload:3:svcza", "-1"),
+            ("zload:3:svczb", "NaN"),
+            ("zload:9:svcz", "1.0"),
             ("unknown.key", "ignored"),
         ];
         let state = read(kvs.into_iter());
@@ -456,5 +545,20 @@ mod tests {
         update.apply(&mut node);
         assert_eq!(endpoint_entries(&node), 1);
         assert_eq!(read(node.key_values()), fewer);
+    }
+
+    #[test]
+    fn zone_load_entries_that_are_gone_are_deleted() {
+        let mut node = chitchat::NodeState::for_test();
+        let state = sample();
+        publish(&state, &node).apply(&mut node);
+        let mut next = ZoneInFlight::new();
+        next.entry("reviews".into()).or_default().insert("us-east-1a".into(), 7.26);
+        let update = set_zone_in_flight(&next, &node);
+        assert_eq!(update.delete, vec![zone_load_key("reviews", "a:b")]);
+        update.apply(&mut node);
+        let read_back = read(node.key_values());
+        assert_eq!(read_back.zone_in_flight["reviews"]["us-east-1a"], 7.3, "one decimal on the wire");
+        assert_eq!(read_back.zone_load_count(), 1);
     }
 }

@@ -3,10 +3,9 @@
 //! form would not fit is split in two; `transport`'s unit tests force that case, since
 //! chitchat's zstd-compressed deltas rarely come that close to the cap).
 
-mod common;
-
 use std::time::Duration;
 
+use gantry_gossip::testing as common;
 use gantry_gossip::{Gossip, Verdict, MAX_ENDPOINTS_PER_NODE};
 
 /// Endpoint names that compress badly (chitchat zstd-compresses deltas).

@@ -3,10 +3,9 @@
 //! be declared dead. Tests here run one at a time: they are about timing, and parallel clusters
 //! on two cores would measure each other.
 
-mod common;
-
 use std::time::{Duration, Instant};
 
+use gantry_gossip::testing as common;
 use gantry_gossip::{Gossip, GossipError, GossipEvent, GossipTuning, Liveness, Load, RaftRole, Verdict};
 use tokio::sync::{broadcast, Mutex};
 

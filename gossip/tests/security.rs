@@ -3,13 +3,12 @@
 //! local processes cannot inject plaintext through the loopback plumbing, and keys rotate
 //! without a partition.
 
-mod common;
-
 use std::net::SocketAddr;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use chitchat::transport::{Socket, UdpSocket as ChitchatUdpSocket};
 use chitchat::{ChitchatEnvelope, ChitchatMessage, ProtocolVersion};
+use gantry_gossip::testing as common;
 use gantry_gossip::wire::{self, DropReason};
 use gantry_gossip::{Gossip, GossipCounters, KeyRing, Liveness, NodeId};
 use ring::rand::SystemRandom;

@@ -236,7 +236,10 @@ listeners:
 services:
   - name: web
     lb: round_robin
+    # Stay in this node's zone; spill to the others when the zone's endpoints are down or
+    # carry 64 requests each (counted over the whole cluster, by gossip).
     locality: prefer_same_zone
+    max_in_flight_per_endpoint: 64
     endpoints:
 {endpoints}
     health_check: {{ path: /health, interval: 1s, timeout: 500ms, unhealthy: 2, healthy: 1 }}

@@ -2,6 +2,9 @@
 //! its gossip key) is known, keeps the member set and seeds in step with Raft, and publishes
 //! this node's state (role, load, applied revision, draining) every second. Endpoint health is
 //! published by the health checks (`health/`), which also read it back (`EndpointOwnership`).
+//! Zone load (for zone spill) is sampled and exchanged in `zone_load`.
+
+mod zone_load;
 
 use std::collections::BTreeSet;
 use std::net::SocketAddr;
@@ -17,6 +20,9 @@ use crate::proxy::ConnectionTracker;
 
 /// How often this node republishes its load, role and revision.
 const PUBLISH_EVERY: Duration = Duration::from_secs(1);
+/// How often in-flight requests per zone are sampled: the published figure is the average of
+/// the samples of one publish period, steadier than a single reading.
+const SAMPLES_PER_PUBLISH: u32 = 10;
 /// How long start-up waits for the replicated identity (a joiner is still catching up).
 const IDENTITY_WAIT: Duration = Duration::from_secs(30);
 
@@ -119,7 +125,8 @@ impl GossipNode {
         });
     }
 
-    /// Publishes role, load, applied revision and draining every second until the node stops.
+    /// Publishes role, load, applied revision, draining and zone load every second until the
+    /// node stops, and folds the other nodes' zone load into the running services.
     pub fn spawn_publisher(
         self: &Arc<Self>,
         cluster: Arc<Cluster>,
@@ -128,13 +135,21 @@ impl GossipNode {
     ) {
         let weak = Arc::downgrade(self);
         tokio::spawn(async move {
-            let mut tick = tokio::time::interval(PUBLISH_EVERY);
+            let mut tick = tokio::time::interval(PUBLISH_EVERY / SAMPLES_PER_PUBLISH);
             let mut last_started = 0u64;
             let mut last_at = Instant::now();
+            let mut zone_load = zone_load::ZoneLoadSampler::default();
+            let mut samples = 0u32;
             loop {
                 tick.tick().await;
                 let Some(node) = weak.upgrade() else { return };
                 let snapshot = dataplane.snapshot();
+                zone_load.sample(&snapshot);
+                samples += 1;
+                if samples < SAMPLES_PER_PUBLISH {
+                    continue;
+                }
+                samples = 0;
                 let endpoints = snapshot.services.values().flat_map(|s| s.endpoints.iter());
                 let (mut in_flight, mut started, mut latency_weighted, mut weight) = (0u64, 0u64, 0f64, 0f64);
                 for endpoint in endpoints {
@@ -158,6 +173,10 @@ impl GossipNode {
                 gossip.set_raft_role(raft_role(cluster.role())).await;
                 gossip.set_config_revision(snapshot.revision).await;
                 gossip.set_draining(tracker.is_draining()).await;
+                if let Err(error) = gossip.set_zone_in_flight(&zone_load.take()).await {
+                    tracing::warn!(%error, "cannot publish zone load");
+                }
+                zone_load::apply_remote(&snapshot, &gossip.members());
             }
         });
     }

@@ -41,6 +41,15 @@ async fn three_zone_cluster(extra: &[&str]) -> Vec<Gantry> {
     nodes
 }
 
+/// Applies `yaml` as revision 1 through n1 and waits until every node serves it.
+async fn apply_first_revision(nodes: &[Gantry], yaml: &str) {
+    let reply = nodes[0].put_config(&nodes[0].admin_token(), yaml).await;
+    assert_eq!(reply.status, 200, "{}", reply.text());
+    for node in nodes {
+        wait_serving(node, 1).await;
+    }
+}
+
 async fn leader_index(nodes: &[Gantry]) -> Option<usize> {
     for (i, node) in nodes.iter().enumerate() {
         if node.cluster_status().await["role"] == "leader" {
@@ -340,7 +349,6 @@ async fn config_writes_validate_compare_and_authenticate() {
 async fn health_checks_are_shared_and_every_node_stops_routing_to_a_failed_backend() {
     let backends = [Backend::start("web-a").await, Backend::start("web-b").await, Backend::start("web-c").await];
     let nodes = three_zone_cluster(&[]).await;
-    let token = nodes[0].admin_token();
     let yaml = format!(
         r#"
 listeners: [ {{ name: public, protocol: http }} ]
@@ -356,11 +364,7 @@ routes: [ {{ name: web, to: [ {{ service: web }} ] }} ]
 "#,
         backends[0].addr, backends[1].addr, backends[2].addr
     );
-    let reply = nodes[0].put_config(&token, &yaml).await;
-    assert_eq!(reply.status, 200, "{}", reply.text());
-    for node in &nodes {
-        wait_serving(node, 1).await;
-    }
+    apply_first_revision(&nodes, &yaml).await;
     // Each endpoint is checked by one node (its zone's), not by all three.
     let before: Vec<u64> =
         backends.iter().map(|b| b.state.health_hits.load(std::sync::atomic::Ordering::Relaxed)).collect();
@@ -424,6 +428,59 @@ async fn a_killed_node_is_seen_dead_by_gossip_and_alive_again_after_restart() {
     eventually(Duration::from_secs(10), "the restarted node is alive again", || async move {
         let members = get(&format!("http://{admin}/v1/members")).await.map(|r| r.json()).unwrap_or_default();
         members["members"].as_array().into_iter().flatten().any(|m| m["id"] == 3 && m["liveness"] == "alive")
+    })
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_zone_saturated_by_another_nodes_traffic_spills_to_the_next_zone() {
+    let backends = [Backend::start("web-a").await, Backend::start("web-b").await];
+    let nodes = three_zone_cluster(&[]).await;
+    // web-a (zone a) carries 2 in flight; x-pin sends a request to it from any node.
+    let yaml = format!(
+        r#"
+listeners: [ {{ name: public, protocol: http }} ]
+services:
+  - name: web
+    locality: prefer_same_zone
+    max_in_flight_per_endpoint: 2
+    endpoints:
+      - {{ address: "{}", zone: a, subset: pinned }}
+      - {{ address: "{}", zone: b }}
+routes:
+  - {{ name: pinned, match: {{ headers: {{ x-pin: "a" }} }}, to: [ {{ service: web, subset: pinned }} ] }}
+  - {{ name: web, to: [ {{ service: web }} ] }}
+"#,
+        backends[0].addr, backends[1].addr
+    );
+    apply_first_revision(&nodes, &yaml).await;
+    let n1 = nodes[0].url("/");
+    assert_eq!(spread(&n1, 6, &[]).await.get("web-a"), Some(&6), "zone a's node stays in zone a");
+
+    // n3 (zone c, no endpoint of its own) holds 3 requests on web-a: n1 only learns of them
+    // by gossip, and then sends its own traffic to zone b.
+    let slow = nodes[2].url("/sleep/8000");
+    let held: Vec<_> = (0..3)
+        .map(|_| {
+            let url = slow.clone();
+            tokio::spawn(async move { spread(&url, 1, &[("x-pin", "a")]).await })
+        })
+        .collect();
+    eventually(Duration::from_secs(6), "n1 spills to zone b while zone a is saturated", || {
+        let url = n1.clone();
+        async move { spread(&url, 1, &[]).await.contains_key("web-b") }
+    })
+    .await;
+    let during = spread(&n1, 6, &[]).await;
+    assert_eq!(during.get("web-b"), Some(&6), "{during:?}");
+    for request in held {
+        let counts = request.await.expect("held request");
+        assert_eq!(counts.get("web-a"), Some(&1), "the pinned requests were served by web-a: {counts:?}");
+    }
+    // The load is gone: n1 comes home.
+    eventually(Duration::from_secs(5), "n1 back in zone a", || {
+        let url = n1.clone();
+        async move { spread(&url, 3, &[]).await.get("web-a") == Some(&3) }
     })
     .await;
 }

@@ -129,7 +129,9 @@ async fn respond(
     }
     state.hits.fetch_add(1, Ordering::Relaxed);
     *state.last_headers.lock().expect("lock") = Some(request.headers().clone());
-    let delay = state.delay_ms.load(Ordering::Relaxed);
+    // `/sleep/MS` holds this one request: load that stays in flight without slowing the rest.
+    let delay =
+        path.strip_prefix("/sleep/").and_then(|ms| ms.parse().ok()).unwrap_or(state.delay_ms.load(Ordering::Relaxed));
     if delay > 0 {
         tokio::time::sleep(Duration::from_millis(delay)).await;
     }

@@ -133,7 +133,8 @@ pub enum Locality {
     /// Ignore zones.
     #[default]
     Any,
-    /// Use endpoints in this node's zone while any is healthy; else fail over to other zones.
+    /// Use endpoints in this node's zone while any is healthy and the zone is not saturated
+    /// (see `Service::max_in_flight_per_endpoint`); else spill to other zones.
     PreferSameZone,
 }
 
@@ -152,6 +153,11 @@ pub struct Service {
     pub protocol: UpstreamProtocol,
     #[serde(default)]
     pub locality: Locality,
+    /// With `prefer_same_zone`: the in-flight requests one endpoint is meant to carry, counted
+    /// over the whole cluster. A zone whose available endpoints carry that many each is
+    /// saturated and new requests spill to other zones. None: zones are never saturated.
+    #[serde(default)]
+    pub max_in_flight_per_endpoint: Option<u32>,
     pub endpoints: Vec<Endpoint>,
     #[serde(default)]
     pub health_check: Option<HealthCheck>,

@@ -137,6 +137,23 @@ unknown_section: 1
 }
 
 #[test]
+fn zone_saturation_needs_prefer_same_zone_and_a_positive_bound() {
+    let text = r#"
+services:
+  - { name: a, max_in_flight_per_endpoint: 0, locality: prefer_same_zone, endpoints: [ { address: "10.0.0.1:80" } ] }
+  - { name: b, max_in_flight_per_endpoint: 5, endpoints: [ { address: "10.0.0.1:80" } ] }
+  - { name: c, max_in_flight_per_endpoint: 5, locality: prefer_same_zone, endpoints: [ { address: "10.0.0.1:80" } ] }
+"#;
+    let problems = problems_of(text);
+    assert_eq!(problems.len(), 2, "{problems:#?}");
+    assert!(problems[0].starts_with("services[0].max_in_flight_per_endpoint: must be above 0"), "{problems:#?}");
+    assert!(
+        problems[1].starts_with("services[1].max_in_flight_per_endpoint: only applies to locality"),
+        "{problems:#?}"
+    );
+}
+
+#[test]
 fn garbage_is_a_clear_error_not_a_panic() {
     for text in ["[1, 2", "- a\n- b", "listeners: 3", ":\n  :\n -", "\u{0}\u{1}", "routes: [ {name: 1} ]"] {
         let err = parse_document(text).expect_err(text);

@@ -185,6 +185,17 @@ fn check_services<'a>(
                 problems.push(Problem::new(format!("{epath}.weight"), "must be within 1-10000"));
             }
         }
+        if let Some(max) = service.max_in_flight_per_endpoint {
+            if max == 0 {
+                problems.push(Problem::new(format!("{path}.max_in_flight_per_endpoint"), "must be above 0"));
+            }
+            if service.locality != Locality::PreferSameZone {
+                problems.push(Problem::new(
+                    format!("{path}.max_in_flight_per_endpoint"),
+                    "only applies to locality: prefer_same_zone (it decides when a zone spills, it is not a limit)",
+                ));
+            }
+        }
         if service.hash_on.is_some() && service.lb != LbPolicy::RingHash {
             problems.push(Problem::new(format!("{path}.hash_on"), "only applies to lb: ring_hash"));
         }

@@ -1,11 +1,11 @@
 //! Helpers for in-process clusters over real loopback UDP with the sealed transport, shared by
-//! the integration tests and the benchmark.
-#![allow(dead_code)]
+//! this crate's integration tests and the gossip benchmark in `benches/`. Only built with the
+//! `testing` feature; they panic on set-up failures, as test helpers do.
 
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
-use gantry_gossip::{Addresses, Gossip, GossipConfig, GossipKey, GossipTuning, Liveness, NodeId, NodeState};
+use crate::{Addresses, Gossip, GossipConfig, GossipKey, GossipTuning, Liveness, NodeId, NodeState};
 
 pub const CLUSTER_ID: &str = "gantry-test";
 

@@ -1,14 +1,12 @@
 //! Cluster benchmark: N gossip nodes in one process over loopback UDP with the sealed transport.
 //! Measures how long a state change takes to reach every node, how long a killed node takes to
 //! be declared dead by every other node, and gossip traffic per node, next to memberlist's LAN
-//! defaults as the anchor. Run: `cargo bench -p gantry-gossip --bench gossip_cluster`
+//! defaults as the anchor. Run: `cargo bench -p gantry-benches --bench gossip_cluster`
 //! (`GOSSIP_BENCH_SIZES=3,10`, `GOSSIP_BENCH_TRIALS=5`, `GOSSIP_TUNING='{"phi_threshold":9}'`).
-
-#[path = "../tests/common/mod.rs"]
-mod common;
 
 use std::time::{Duration, Instant};
 
+use gantry_gossip::testing as common;
 use gantry_gossip::{Gossip, GossipEvent, GossipTuning, Liveness, NodeId};
 use tokio::sync::broadcast::error::TryRecvError;
 
@@ -208,7 +206,7 @@ fn main() {
     // `cargo bench` passes `--bench`; anything else (e.g. `cargo test --benches`) only checks
     // that the binary builds and starts.
     if !std::env::args().any(|a| a == "--bench") {
-        println!("gossip_cluster: run with `cargo bench -p gantry-gossip --bench gossip_cluster`");
+        println!("gossip_cluster: run with `cargo bench -p gantry-benches --bench gossip_cluster`");
         return;
     }
     let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build().expect("runtime");
