@@ -33,8 +33,8 @@ set -euo pipefail
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)
 OUT_DIR="$ROOT/target/bench-cluster"
 
-log() { printf '>> %s\n' "$*" >&2; }
-die() { printf 'error: %s\n' "$*" >&2; exit 1; }
+# shellcheck source=../lib.sh
+. "$ROOT/benches/lib.sh"
 
 # ---------------------------------------------------------------------------------------------
 # 1. Tools
@@ -53,21 +53,7 @@ ETCD=$(etcd_bin)
 # 2. Build
 # ---------------------------------------------------------------------------------------------
 cd "$ROOT"
-if [ -n "${GANTRY_BIN:-}" ] && [ -n "${BENCH_BIN:-}" ]; then
-    log "using GANTRY_BIN=$GANTRY_BIN and BENCH_BIN=$BENCH_BIN (no build)"
-else
-    log "building gantry and cluster-bench (cargo build --profile bench)"
-    BUILD_JSON=$(cargo build --profile bench -p gantry -p gantry-benches --bins \
-        --message-format=json-render-diagnostics)
-    executable() { # target name -> path of its executable, from cargo's JSON messages
-        printf '%s\n' "$BUILD_JSON" | grep -o "\"executable\":\"[^\"]*/$1\"" | tail -n1 |
-            sed -e 's/^"executable":"//' -e 's/"$//'
-    }
-    GANTRY_BIN=$(executable gantry)
-    BENCH_BIN=$(executable cluster-bench)
-fi
-[ -x "$GANTRY_BIN" ] || die "gantry executable not found (cargo output or GANTRY_BIN)"
-[ -x "$BENCH_BIN" ] || die "cluster-bench executable not found (cargo output or BENCH_BIN)"
+build_bench_binaries cluster-bench BENCH_BIN
 
 # ---------------------------------------------------------------------------------------------
 # 3. Run (every process ours, killed by pid on exit)

@@ -41,8 +41,8 @@ LOAD_CPU=${LOAD_CPU:-1}
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)
 OUT_DIR="$ROOT/target/bench-macro"
 
-log() { printf '>> %s\n' "$*" >&2; }
-die() { printf 'error: %s\n' "$*" >&2; exit 1; }
+# shellcheck source=../lib.sh
+. "$ROOT/benches/lib.sh"
 
 # ---------------------------------------------------------------------------------------------
 # 1. Tools
@@ -68,21 +68,7 @@ NCPU=$(nproc)
 # 2. Build
 # ---------------------------------------------------------------------------------------------
 cd "$ROOT"
-if [ -n "${GANTRY_BIN:-}" ] && [ -n "${BACKEND_BIN:-}" ]; then
-    log "using GANTRY_BIN=$GANTRY_BIN and BACKEND_BIN=$BACKEND_BIN (no build)"
-else
-    log "building gantry and bench-backend (cargo build --profile bench)"
-    BUILD_JSON=$(cargo build --profile bench -p gantry -p gantry-benches --bins \
-        --message-format=json-render-diagnostics)
-    executable() { # target name -> path of its executable, from cargo's JSON messages
-        printf '%s\n' "$BUILD_JSON" | grep -o "\"executable\":\"[^\"]*/$1\"" | tail -n1 |
-            sed -e 's/^"executable":"//' -e 's/"$//'
-    }
-    GANTRY_BIN=$(executable gantry)
-    BACKEND_BIN=$(executable bench-backend)
-fi
-[ -x "$GANTRY_BIN" ] || die "gantry executable not found (cargo output or GANTRY_BIN)"
-[ -x "$BACKEND_BIN" ] || die "bench-backend executable not found (cargo output or BACKEND_BIN)"
+build_bench_binaries bench-backend BACKEND_BIN
 
 # ---------------------------------------------------------------------------------------------
 # 3. Processes (all ours; killed by pid on exit)
