@@ -100,6 +100,9 @@ pub enum Command {
     RemoveNode {
         id: NodeId,
     },
+    /// Several commands proposed together by the leader (group commit), applied in order as if
+    /// proposed one by one; answered by `Response::Batch` with one response each.
+    Batch(Vec<Command>),
 }
 
 /// What a joiner sends (over the join protocol) to any member.
@@ -126,9 +129,15 @@ pub enum JoinReply {
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub enum Response {
     Done,
-    Committed { revision: u64 },
-    Admitted { node: NodeInfo },
+    Committed {
+        revision: u64,
+    },
+    Admitted {
+        node: NodeInfo,
+    },
     Refused(Refusal),
+    /// The responses to a `Command::Batch`, in its order.
+    Batch(Vec<Response>),
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, thiserror::Error)]
@@ -243,6 +252,7 @@ impl ClusterState {
                 self.removed.insert(id);
                 Response::Done
             }
+            Command::Batch(commands) => Response::Batch(commands.into_iter().map(|c| self.apply(c)).collect()),
         }
     }
 
@@ -290,6 +300,28 @@ mod tests {
         assert_eq!(
             state.apply(Command::Rollback { to_revision: 9, if_revision: None, at_unix_ms: 2 }),
             Response::Refused(Refusal::UnknownRevision(9))
+        );
+    }
+
+    #[test]
+    fn a_batch_applies_in_order_as_one_by_one() {
+        let commands = vec![
+            Command::ApplyConfig { config_json: "a".into(), if_revision: Some(0), at_unix_ms: 1 },
+            Command::ApplyConfig { config_json: "b".into(), if_revision: Some(0), at_unix_ms: 1 },
+            Command::ApplyConfig { config_json: "c".into(), if_revision: Some(1), at_unix_ms: 1 },
+        ];
+        let mut one_by_one = ClusterState::default();
+        let expected: Vec<Response> = commands.iter().map(|c| one_by_one.apply(c.clone())).collect();
+        let mut batched = ClusterState::default();
+        assert_eq!(batched.apply(Command::Batch(commands)), Response::Batch(expected.clone()));
+        assert_eq!(batched, one_by_one);
+        assert_eq!(
+            expected,
+            vec![
+                Response::Committed { revision: 1 },
+                Response::Refused(Refusal::RevisionConflict { expected: 0, current: 1 }),
+                Response::Committed { revision: 2 },
+            ]
         );
     }
 

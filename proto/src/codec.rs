@@ -116,6 +116,9 @@ mod tests {
         let payload = encode_payload(&token).expect("encode");
         assert_eq!(payload.len(), 32 + 3 + 1);
         assert_eq!(&payload[32..], &[251, 44, 1, 0]);
+        // Batch is the last variant (8): older variants keep their numbers.
+        let batch = Command::Batch(vec![Command::RemoveNode { id: 5 }]);
+        assert_eq!(encode_payload(&batch).expect("encode"), [8, 1, 7, 5]);
     }
 
     #[test]

@@ -146,6 +146,7 @@ fn metrics(state: &AdminState) -> Reply {
     let raft = cluster.metrics();
     let membership = raft.membership_config.membership();
     let stats = &cluster.fabric.stats;
+    let (proposals, proposed_writes) = cluster.proposals();
     state.dataplane.metrics.set_cluster(ClusterView {
         term: raft.current_term,
         is_leader: raft.current_leader == Some(cluster.node_id),
@@ -156,6 +157,8 @@ fn metrics(state: &AdminState) -> Reply {
         learners: membership.learner_ids().count() as u64,
         fabric_refused_connections: stats.refused_connections.load(Ordering::Relaxed),
         fabric_bad_frames: stats.bad_frames.load(Ordering::Relaxed),
+        proposals,
+        proposed_writes,
     });
     if let Some(gossip) = cluster.gossip() {
         let counters = gossip.gossip.counters();

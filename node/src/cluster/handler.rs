@@ -7,7 +7,6 @@ use std::sync::Weak;
 
 use gantry_proto::cluster::{Command, JoinReply, JoinRequest, Response};
 use gantry_proto::codec;
-use gantry_raft_store::openraft::error::{ClientWriteError, RaftError};
 use gantry_raft_store::openraft::{BasicNode, ChangeMembers};
 
 use super::rpc::{ForwardError, RaftRpc, RaftRpcReply};
@@ -66,13 +65,7 @@ async fn serve_raft(cluster: &Cluster, rpc: RaftRpc) -> RaftRpcReply {
         RaftRpc::InstallSnapshot(request) => {
             RaftRpcReply::InstallSnapshot(cluster.raft.install_snapshot(request).await)
         }
-        RaftRpc::Write(command) => RaftRpcReply::Write(match cluster.raft.client_write(command).await {
-            Ok(written) => Ok(written.data),
-            Err(RaftError::APIError(ClientWriteError::ForwardToLeader(forward))) => {
-                Err(ForwardError::NotLeader { leader: forward.leader_id })
-            }
-            Err(other) => Err(ForwardError::Failed(other.to_string())),
-        }),
+        RaftRpc::Write(command) => RaftRpcReply::Write(cluster.propose_forwarded(command).await),
         RaftRpc::ReadRevision { revision } => RaftRpcReply::Revision(match cluster.raft.ensure_linearizable().await {
             Ok(_) => Ok(cluster.revision_here(revision)),
             Err(_) => Err(ForwardError::NotLeader { leader: cluster.metrics().current_leader }),

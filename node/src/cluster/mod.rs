@@ -5,6 +5,7 @@
 pub mod config;
 mod handler;
 pub mod identity;
+mod proposer;
 mod rpc;
 pub mod voters;
 
@@ -18,13 +19,14 @@ use gantry_proto::cluster::{
     ClusterIdentity, ClusterState, Command, JoinReply, JoinRequest, JoinToken, NodeId, NodeInfo, Refusal, Response,
     Revision,
 };
-use gantry_raft_store::openraft::error::{ClientWriteError, RaftError};
+use gantry_raft_store::openraft::error::RaftError;
 use gantry_raft_store::openraft::{self, BasicNode, ServerState};
 use gantry_raft_store::{AppliedState, Raft, RaftMetrics};
 use tokio::sync::watch;
 
 use crate::fabric::{self, pki, Fabric, FabricError};
 pub use identity::{DataDir, JoinTokenText};
+use proposer::ProposeError;
 pub use rpc::ForwardError;
 use rpc::{RaftRpc, RaftRpcReply};
 
@@ -123,6 +125,8 @@ pub struct Cluster {
     pub name: String,
     pub zone: String,
     pub raft: Raft,
+    /// Every client write goes through it (group commit on the leader).
+    proposer: proposer::Proposer,
     pub fabric: Arc<Fabric>,
     applied: watch::Receiver<AppliedState>,
     pub data_dir: DataDir,
@@ -212,6 +216,7 @@ impl Cluster {
             cluster_id: record.cluster_id,
             name: settings.name.clone(),
             zone: settings.zone.clone(),
+            proposer: proposer::Proposer::start(raft.clone()),
             raft,
             fabric: fabric.clone(),
             applied,
@@ -365,13 +370,13 @@ impl Cluster {
         let deadline = Deadline::new();
         while let Some(remaining) = deadline.remaining() {
             // A leader cut off from its quorum would wait forever for the commit.
-            let Ok(written) = tokio::time::timeout(remaining, self.raft.client_write(command.clone())).await else {
+            let Ok(written) = tokio::time::timeout(remaining, self.proposer.propose(command.clone())).await else {
                 break;
             };
             match written {
-                Ok(written) => return Ok(written.data),
-                Err(RaftError::APIError(ClientWriteError::ForwardToLeader(forward))) => {
-                    let (Some(leader), Some(node)) = (forward.leader_id, forward.leader_node) else {
+                Ok(response) => return Ok(response),
+                Err(ProposeError::ForwardToLeader { leader, node }) => {
+                    let (Some(leader), Some(node)) = (leader, node) else {
                         tokio::time::sleep(WRITE_RETRY_PAUSE).await;
                         continue;
                     };
@@ -384,11 +389,28 @@ impl Cluster {
                         Ok(_) | Err(_) => tokio::time::sleep(WRITE_RETRY_PAUSE).await,
                     }
                 }
-                Err(RaftError::APIError(other)) => return Err(ClusterError::Raft(other.to_string())),
-                Err(RaftError::Fatal(fatal)) => return Err(ClusterError::Raft(fatal.to_string())),
+                Err(ProposeError::Failed(message)) => return Err(ClusterError::Raft(message)),
             }
         }
         Err(ClusterError::NoLeader)
+    }
+
+    /// Entries this node proposed to Raft, and the client writes they carried.
+    pub fn proposals(&self) -> (u64, u64) {
+        let stats = self.proposer.stats();
+        (
+            stats.proposals.load(std::sync::atomic::Ordering::Relaxed),
+            stats.writes.load(std::sync::atomic::Ordering::Relaxed),
+        )
+    }
+
+    /// Proposes a write forwarded by another member (group-committed with this node's own).
+    pub(crate) async fn propose_forwarded(&self, command: Command) -> Result<Response, ForwardError> {
+        match self.proposer.propose(command).await {
+            Ok(response) => Ok(response),
+            Err(ProposeError::ForwardToLeader { leader, .. }) => Err(ForwardError::NotLeader { leader }),
+            Err(ProposeError::Failed(message)) => Err(ForwardError::Failed(message)),
+        }
     }
 
     /// Like `write`, turning a refusal of the state machine into an error.

@@ -180,6 +180,8 @@ struct ClusterGauges {
     learners: Gauge,
     fabric_refused: Gauge,
     fabric_bad_frames: Gauge,
+    proposals: Gauge,
+    proposed_writes: Gauge,
 }
 
 /// What the cluster reports to `/metrics`.
@@ -194,6 +196,8 @@ pub struct ClusterView {
     pub learners: u64,
     pub fabric_refused_connections: u64,
     pub fabric_bad_frames: u64,
+    pub proposals: u64,
+    pub proposed_writes: u64,
 }
 
 /// Handles for one route, made at compile time.
@@ -273,6 +277,16 @@ impl Default for Metrics {
             cluster.committed_revision.clone(),
         );
         registry.register("raft_voters", "Voters in the Raft membership", cluster.voters.clone());
+        registry.register(
+            "raft_proposals",
+            "Raft entries this node proposed for client writes (one per group commit)",
+            cluster.proposals.clone(),
+        );
+        registry.register(
+            "raft_proposed_writes",
+            "Client writes those entries carried (divided by raft_proposals: the average batch)",
+            cluster.proposed_writes.clone(),
+        );
         registry.register("raft_learners", "Learners in the Raft membership", cluster.learners.clone());
         registry.register(
             "fabric_refused_connections",
@@ -371,6 +385,8 @@ impl Metrics {
         set(&gauges.learners, view.learners);
         set(&gauges.fabric_refused, view.fabric_refused_connections);
         set(&gauges.fabric_bad_frames, view.fabric_bad_frames);
+        set(&gauges.proposals, view.proposals);
+        set(&gauges.proposed_writes, view.proposed_writes);
     }
 
     pub fn set_gossip(&self, view: GossipView) {

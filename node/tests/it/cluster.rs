@@ -4,6 +4,8 @@
 
 use std::time::Duration;
 
+use bytes::Bytes;
+
 use crate::common::*;
 
 const WAIT: Duration = Duration::from_secs(30);
@@ -101,6 +103,35 @@ async fn three_zones_apply_failover_and_catch_up() {
     }
     let consistent = get(&format!("http://{}/v1/config?consistent=true", nodes[1].admin)).await.expect("read").json();
     assert_eq!(consistent["revision"].as_u64(), Some(revision));
+
+    // A burst of concurrent writes, half to the leader and half forwarded by a follower: each
+    // gets a revision of its own, and the leader group-commits them (fewer entries than writes).
+    let proposals_before = nodes[leader].metric("gantry_raft_proposals").await;
+    let writes_before = nodes[leader].metric("gantry_raft_proposed_writes").await;
+    let burst: Vec<_> = (0..24)
+        .map(|k| {
+            let url = format!("http://{}/v1/config", nodes[if k % 2 == 0 { leader } else { follower }].admin);
+            let bearer = format!("Bearer {token}");
+            let body = Bytes::from(web_config(&backend, &format!("burst-{k}")));
+            tokio::spawn(async move {
+                let headers = [("authorization", bearer.as_str())];
+                request(&client(), http::Method::PUT, &url, &headers, body).await.expect("put")
+            })
+        })
+        .collect();
+    let mut burst_revisions = Vec::new();
+    for write in burst {
+        let reply = write.await.expect("burst write");
+        assert_eq!(reply.status, 200, "{}", reply.text());
+        burst_revisions.extend(reply.json()["revision"].as_u64());
+    }
+    burst_revisions.sort_unstable();
+    assert_eq!(burst_revisions, (revision + 1..=revision + 24).collect::<Vec<_>>());
+    let proposals = nodes[leader].metric("gantry_raft_proposals").await - proposals_before;
+    let writes = nodes[leader].metric("gantry_raft_proposed_writes").await - writes_before;
+    assert!(writes >= 24, "only {writes} writes proposed by the leader");
+    assert!(proposals < writes, "{writes} writes in {proposals} entries: no group commit");
+    let revision = revision + 24;
 
     // Kill -9 the leader; the survivors elect a new one and keep taking writes.
     let old_leader = leader_index(&nodes).await.expect("a leader");

@@ -369,6 +369,14 @@ impl Gantry {
         let response = get(&format!("http://{}/metrics", self.admin)).await.expect("metrics");
         String::from_utf8_lossy(&response.body).into_owned()
     }
+
+    /// The value of one unlabelled metric (0 when absent).
+    pub async fn metric(&self, name: &str) -> u64 {
+        let text = self.metrics().await;
+        text.lines()
+            .find_map(|line| line.strip_prefix(name)?.strip_prefix(' ')?.parse::<f64>().ok())
+            .map_or(0, |value| value as u64)
+    }
 }
 
 impl Drop for Gantry {
