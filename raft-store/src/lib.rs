@@ -12,7 +12,8 @@
 //! Durability: redb commits with `Durability::Immediate` by default (fsync before `commit`
 //! returns; checksummed copy-on-write pages roll back to the last good commit after a crash).
 //! `append` calls openraft's callback only after its one transaction committed, `save_vote` and
-//! `purge` return after theirs. The state machine itself is in memory: it is rebuilt from the last
+//! `purge` return after theirs. `save_committed` (called before every apply) writes nothing by
+//! itself: the id rides along in the next of those transactions, so it may lag after a crash. The state machine itself is in memory: it is rebuilt from the last
 //! persisted snapshot on open, and openraft re-applies the committed log after it.
 #![forbid(unsafe_code)]
 

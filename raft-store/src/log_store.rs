@@ -1,15 +1,16 @@
 //! [`LogStore`]: openraft's `RaftLogStorage` and `RaftLogReader` on the redb tables `log` (index →
 //! entry) and `meta` (vote, last purged log id, committed log id). Every write is one redb
-//! transaction, committed (fsynced) before openraft hears it is done.
+//! transaction, committed (fsynced) before openraft hears it is done. The committed log id is
+//! the exception: it rides along in the next transaction (see [`LogStore::save_committed`]).
 
 use std::fmt;
 use std::fmt::Debug;
 use std::ops::{Bound, RangeBounds};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 
 use openraft::storage::{LogFlushed, RaftLogStorage};
 use openraft::{ErrorSubject, ErrorVerb, RaftLogReader};
-use redb::{Database, Durability, ReadableDatabase, ReadableTable};
+use redb::{Database, ReadableDatabase, ReadableTable, WriteTransaction};
 
 use crate::db::{self, LOG, META, META_COMMITTED, META_LAST_PURGED, META_VOTE};
 use crate::{Entry, LogId, LogState, StorageError, StoreError, TypeConfig, Vote};
@@ -19,6 +20,9 @@ use crate::{Entry, LogId, LogState, StorageError, StoreError, TypeConfig, Vote};
 #[derive(Clone)]
 pub struct LogStore {
     db: Arc<Database>,
+    /// The committed log id openraft last saved in this run (None: none saved yet, the stored
+    /// one stands). Written by the next transaction this store commits anyway.
+    committed: Arc<Mutex<Option<Option<LogId>>>>,
 }
 
 impl fmt::Debug for LogStore {
@@ -29,7 +33,13 @@ impl fmt::Debug for LogStore {
 
 impl LogStore {
     pub(crate) fn new(db: Arc<Database>) -> Self {
-        Self { db }
+        Self { db, committed: Arc::new(Mutex::new(None)) }
+    }
+
+    /// The committed log id saved in this run, encoded for the next transaction.
+    fn pending_committed(&self) -> Result<Option<Vec<u8>>, StoreError> {
+        let pending = *self.committed.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+        pending.map(|committed| db::encode("committed log id", &committed)).transpose()
     }
 
     /// Entries with indexes in `[start, end)` bounds, in order. Each is checked to be stored under
@@ -51,8 +61,12 @@ impl LogStore {
         db::blocking(move || db::read(&db, META, META_VOTE)).await
     }
 
-    /// The last saved committed log id (may lag the real one: it is saved without fsync).
+    /// The last saved committed log id: the one saved in this run, else the stored one (which may
+    /// lag: it is written with the next append, vote, truncate or purge).
     pub async fn committed(&self) -> Result<Option<LogId>, StoreError> {
+        if let Some(saved) = *self.committed.lock().unwrap_or_else(|poisoned| poisoned.into_inner()) {
+            return Ok(saved);
+        }
         let db = self.db.clone();
         db::blocking(move || read_committed(&db)).await
     }
@@ -120,15 +134,26 @@ fn read_committed(db: &Database) -> Result<Option<LogId>, StoreError> {
     Ok(db::read::<Option<LogId>>(db, META, META_COMMITTED)?.flatten())
 }
 
-fn write_meta(db: &Database, key: &'static str, bytes: &[u8], durability: Durability) -> Result<(), StoreError> {
-    let mut txn = db.begin_write()?;
-    txn.set_durability(durability)?;
+/// Writes the pending committed log id, if any, into `txn`.
+fn carry_committed(txn: &WriteTransaction, committed: Option<&[u8]>) -> Result<(), StoreError> {
+    if let Some(bytes) = committed {
+        txn.open_table(META)?.insert(META_COMMITTED, bytes)?;
+    }
+    Ok(())
+}
+
+// Every write below commits with redb's default Durability::Immediate: fsynced when `commit`
+// returns.
+
+fn write_meta(db: &Database, key: &'static str, bytes: &[u8], committed: Option<&[u8]>) -> Result<(), StoreError> {
+    let txn = db.begin_write()?;
     txn.open_table(META)?.insert(key, bytes)?;
+    carry_committed(&txn, committed)?;
     txn.commit()?;
     Ok(())
 }
 
-fn append_entries(db: &Database, encoded: &[(u64, Vec<u8>)]) -> Result<(), StoreError> {
+fn append_entries(db: &Database, encoded: &[(u64, Vec<u8>)], committed: Option<&[u8]>) -> Result<(), StoreError> {
     let txn = db.begin_write()?;
     {
         let mut log = txn.open_table(LOG)?;
@@ -136,21 +161,23 @@ fn append_entries(db: &Database, encoded: &[(u64, Vec<u8>)]) -> Result<(), Store
             log.insert(index, bytes.as_slice())?;
         }
     }
-    // Durability::Immediate (redb's default): fsynced when commit returns.
+    carry_committed(&txn, committed)?;
     txn.commit()?;
     Ok(())
 }
 
-fn truncate_from(db: &Database, index: u64) -> Result<(), StoreError> {
+fn truncate_from(db: &Database, index: u64, committed: Option<&[u8]>) -> Result<(), StoreError> {
     let txn = db.begin_write()?;
     txn.open_table(LOG)?.retain_in::<u64, _>(index.., |_, _| false)?;
+    carry_committed(&txn, committed)?;
     txn.commit()?;
     Ok(())
 }
 
-fn purge_upto(db: &Database, log_id: LogId) -> Result<(), StoreError> {
+fn purge_upto(db: &Database, log_id: LogId, committed: Option<&[u8]>) -> Result<(), StoreError> {
     let bytes = db::encode("last purged log id", &log_id)?;
     let txn = db.begin_write()?;
+    carry_committed(&txn, committed)?;
     {
         // Recording the purge point and deleting the entries in one transaction: after a crash
         // either both happened or neither did, so `get_log_state` never shows a hole.
@@ -186,11 +213,12 @@ impl RaftLogStorage<TypeConfig> for LogStore {
     async fn save_vote(&mut self, vote: &Vote) -> Result<(), StorageError> {
         let db = self.db.clone();
         let vote = *vote;
+        let committed = self.pending_committed().map_err(|e| e.into_raft(ErrorSubject::Vote, ErrorVerb::Write))?;
         db::blocking(move || {
             let bytes = db::encode("vote", &vote)?;
             // A vote must survive a crash before the node acts on it (answers a vote request or
-            // starts leading): Immediate durability, i.e. fsync before returning.
-            write_meta(&db, META_VOTE, &bytes, Durability::Immediate)
+            // starts leading): fsynced before this returns.
+            write_meta(&db, META_VOTE, &bytes, committed.as_deref())
         })
         .await
         .map_err(|e| e.into_raft(ErrorSubject::Vote, ErrorVerb::Write))
@@ -200,17 +228,15 @@ impl RaftLogStorage<TypeConfig> for LogStore {
         self.vote().await.map_err(|e| e.into_raft(ErrorSubject::Vote, ErrorVerb::Read))
     }
 
+    /// Held in memory and written by the next transaction (append, vote, truncate or purge).
+    /// openraft calls this before it applies each commit, on every node: a transaction of its
+    /// own here (even without fsync) cost every write a trip to the blocking pool, redb's one
+    /// write lock, and more dirty pages for the next append's fsync. A committed id that lags
+    /// after a crash only means openraft re-applies fewer entries at start and learns the rest
+    /// from the leader; it is never ahead of a real commit.
     async fn save_committed(&mut self, committed: Option<LogId>) -> Result<(), StorageError> {
-        let db = self.db.clone();
-        db::blocking(move || {
-            let bytes = db::encode("committed log id", &committed)?;
-            // No fsync: a committed id that lags after a crash only means openraft re-applies
-            // fewer entries at start and learns the rest from the leader. The next durable
-            // commit (any append or vote) persists it anyway.
-            write_meta(&db, META_COMMITTED, &bytes, Durability::None)
-        })
-        .await
-        .map_err(|e| e.into_raft(ErrorSubject::Store, ErrorVerb::Write))
+        *self.committed.lock().unwrap_or_else(|poisoned| poisoned.into_inner()) = Some(committed);
+        Ok(())
     }
 
     async fn read_committed(&mut self) -> Result<Option<LogId>, StorageError> {
@@ -232,11 +258,18 @@ impl RaftLogStorage<TypeConfig> for LogStore {
                 }
             }
         }
+        let committed = match self.pending_committed() {
+            Ok(committed) => committed,
+            Err(e) => {
+                callback.log_io_completed(Err(e.to_io()));
+                return Err(e.into_raft(ErrorSubject::Logs, ErrorVerb::Write));
+            }
+        };
         let db = self.db.clone();
         // One transaction, so one fsync, for the whole batch. We wait for it before returning:
         // then the entries are readable when `append` returns (openraft requires it) and writes
         // stay in call order (a later vote or truncate can never overtake this append).
-        let result = db::blocking(move || append_entries(&db, &encoded)).await;
+        let result = db::blocking(move || append_entries(&db, &encoded, committed.as_deref())).await;
         match result {
             Ok(()) => {
                 callback.log_io_completed(Ok(()));
@@ -251,14 +284,18 @@ impl RaftLogStorage<TypeConfig> for LogStore {
 
     async fn truncate(&mut self, log_id: LogId) -> Result<(), StorageError> {
         let db = self.db.clone();
-        db::blocking(move || truncate_from(&db, log_id.index))
+        let committed =
+            self.pending_committed().map_err(|e| e.into_raft(ErrorSubject::Log(log_id), ErrorVerb::Delete))?;
+        db::blocking(move || truncate_from(&db, log_id.index, committed.as_deref()))
             .await
             .map_err(|e| e.into_raft(ErrorSubject::Log(log_id), ErrorVerb::Delete))
     }
 
     async fn purge(&mut self, log_id: LogId) -> Result<(), StorageError> {
         let db = self.db.clone();
-        db::blocking(move || purge_upto(&db, log_id))
+        let committed =
+            self.pending_committed().map_err(|e| e.into_raft(ErrorSubject::Log(log_id), ErrorVerb::Delete))?;
+        db::blocking(move || purge_upto(&db, log_id, committed.as_deref()))
             .await
             .map_err(|e| e.into_raft(ErrorSubject::Log(log_id), ErrorVerb::Delete))
     }
@@ -295,7 +332,7 @@ mod tests {
         log.purge(log_id(1, 4)).await.expect("purge");
         log.truncate(log_id(1, 9)).await.expect("truncate");
         log.save_committed(Some(log_id(1, 7))).await.expect("committed");
-        // The committed id is written without fsync; a later durable write carries it.
+        // The committed id is held in memory; the next durable write carries it.
         log.blocking_append([entry(2, 9)]).await.expect("append");
         drop(log);
 
@@ -311,6 +348,27 @@ mod tests {
         expected.push(log_id(2, 9));
         assert_eq!(ids, expected);
         assert_eq!(got[0], entry(1, 5));
+    }
+
+    #[tokio::test]
+    async fn the_committed_id_rides_along_with_the_next_write() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let mut log = open_log(dir.path()).await;
+        log.blocking_append((1..=5).map(|i| entry(1, i))).await.expect("append");
+        log.save_committed(Some(log_id(1, 2))).await.expect("committed");
+        log.save_vote(&Vote::new(1, 1)).await.expect("vote");
+        log.save_committed(Some(log_id(1, 4))).await.expect("committed");
+        // Visible at once in this run, without a write of its own.
+        assert_eq!(log.read_committed().await.expect("committed"), Some(log_id(1, 4)));
+        drop(log);
+        // Across a restart only what a later write carried survives: it lags, never leads.
+        let mut log = open_log(dir.path()).await;
+        assert_eq!(log.read_committed().await.expect("committed"), Some(log_id(1, 2)));
+        log.save_committed(Some(log_id(1, 5))).await.expect("committed");
+        log.purge(log_id(1, 1)).await.expect("purge");
+        drop(log);
+        let mut log = open_log(dir.path()).await;
+        assert_eq!(log.read_committed().await.expect("committed"), Some(log_id(1, 5)));
     }
 
     #[tokio::test]

@@ -39,8 +39,9 @@ const CLOSE_REFUSED: u32 = 0x4701;
 /// Keep-alives keep NAT and idle timers from closing quiet member connections.
 const KEEP_ALIVE: Duration = Duration::from_secs(1);
 const IDLE_TIMEOUT: Duration = Duration::from_secs(5);
-/// Consecutive timeouts after which a cached connection is presumed dead and redialled.
-const TIMEOUTS_BEFORE_REDIAL: u32 = 3;
+/// How long a connection dropped from the cache after a timed-out request stays open, so that
+/// other requests still running on it (a snapshot, a slow answer) can finish.
+const STALE_CONNECTION_GRACE: Duration = Duration::from_secs(5);
 /// How long a stopping node waits for its close frames to be sent.
 const CLOSE_GRACE: Duration = Duration::from_millis(500);
 
@@ -100,8 +101,6 @@ pub struct Fabric {
     client_configs: HashMap<&'static [u8], quinn::ClientConfig>,
     /// Keyed by the node expected at the address too, so its name is checked on every dial.
     connections: Mutex<HashMap<ConnectionKey, quinn::Connection>>,
-    /// Consecutive timed-out requests per connection.
-    timeouts: Mutex<HashMap<ConnectionKey, u32>>,
     /// Node ids whose certificates are refused (removed members).
     refused: ArcSwap<BTreeSet<NodeId>>,
     pub stats: FabricStats,
@@ -157,7 +156,6 @@ impl Fabric {
             member,
             client_configs,
             connections: Mutex::new(HashMap::new()),
-            timeouts: Mutex::new(HashMap::new()),
             refused: ArcSwap::from_pointee(BTreeSet::new()),
             stats: FabricStats::default(),
         }))
@@ -206,10 +204,15 @@ impl Fabric {
         timeout: Duration,
     ) -> Result<Resp, FabricError> {
         let frame = codec::encode_frame(request).map_err(|source| FabricError::Codec { addr, source })?;
+        let key = (addr, node, alpn);
+        // The connection the request went out on, so a timeout drops that one and not a fresh
+        // one another request dialled meanwhile.
+        let used = Mutex::new(None::<quinn::Connection>);
         let attempt = async {
             // A cached connection may have died since; one fresh retry covers that.
             for fresh in [false, true] {
                 let connection = self.connection(addr, node, alpn, fresh).await?;
+                *lock(&used) = Some(connection.clone());
                 match exchange(&connection, &frame).await {
                     Ok(bytes) => return decode_response(addr, &bytes),
                     Err(reason) if !fresh => {
@@ -221,32 +224,34 @@ impl Fabric {
             }
             Err(FabricError::Unreachable { addr, reason: "no connection".into() })
         };
-        let result = match tokio::time::timeout(timeout, attempt).await {
+        match tokio::time::timeout(timeout, attempt).await {
             Ok(result) => result,
             Err(_) => {
-                // A peer that restarted may never answer on the old connection, which then only
-                // dies at the idle timeout. After a few timeouts in a row, forget it so the next
-                // request dials afresh; one slow answer on a busy machine is not enough.
-                let key = (addr, node, alpn);
-                let strikes = {
-                    let mut timeouts = lock(&self.timeouts);
-                    let strikes = timeouts.entry(key).or_insert(0);
-                    *strikes += 1;
-                    *strikes
-                };
-                if strikes >= TIMEOUTS_BEFORE_REDIAL {
-                    lock(&self.timeouts).remove(&key);
-                    if let Some(stale) = lock(&self.connections).remove(&key) {
-                        stale.close(0u32.into(), b"requests timed out");
+                // A peer that restarted may never answer on the old connection (it only dies at
+                // the idle timeout), and a Raft election gets one vote request per peer: so the
+                // next request dials afresh at once. The old connection stays open a while for
+                // whatever else still runs on it; a slow but live peer costs one handshake.
+                let timed_out = lock(&used).take();
+                if let Some(timed_out) = timed_out {
+                    let mut connections = lock(&self.connections);
+                    if connections.get(&key).is_some_and(|c| c.stable_id() == timed_out.stable_id()) {
+                        connections.remove(&key);
+                        drop(connections);
+                        tokio::spawn(async move {
+                            tokio::time::sleep(STALE_CONNECTION_GRACE).await;
+                            timed_out.close(0u32.into(), b"requests timed out");
+                        });
                     }
                 }
                 Err(FabricError::Timeout { addr, timeout })
             }
-        };
-        if result.is_ok() {
-            lock(&self.timeouts).remove(&(addr, node, alpn));
         }
-        result
+    }
+
+    /// The id of the cached connection to `node` at `addr`, if any.
+    #[cfg(test)]
+    fn cached_connection_id(&self, addr: SocketAddr, node: NodeId, alpn: &'static [u8]) -> Option<usize> {
+        lock(&self.connections).get(&(addr, node, alpn)).map(quinn::Connection::stable_id)
     }
 
     async fn connection(

@@ -16,6 +16,10 @@ impl FabricHandler for Echo {
     fn handle(&self, alpn: &'static [u8], peer: Peer, request: Vec<u8>) -> HandlerFuture<'_> {
         Box::pin(async move {
             let text: String = codec::decode_payload(&request).unwrap_or_else(|_| "garbage".into());
+            if text == "hang" {
+                // A peer that never answers on this connection (as a restarted one would not).
+                tokio::time::sleep(Duration::from_secs(60)).await;
+            }
             let answer = format!("{} from {:?}: {text}", String::from_utf8_lossy(alpn), peer.node);
             codec::encode_payload(&answer).unwrap_or_default()
         })
@@ -70,6 +74,22 @@ async fn members_talk_and_see_each_others_ids() {
     // Asking for the wrong node id at that address fails certificate verification.
     let wrong = a.request::<_, String>(b_addr, 3, ALPN_RAFT, &"x".to_string(), WAIT).await;
     assert!(wrong.is_err());
+}
+
+#[tokio::test]
+async fn a_timed_out_request_makes_the_next_one_dial_afresh() {
+    let cluster = Cluster::new("c1");
+    let (a, b) = (cluster.node(1), cluster.node(2));
+    let b_addr = b.local_addr().expect("addr");
+    let _: String = a.request(b_addr, 2, ALPN_RAFT, &"first".to_string(), WAIT).await.expect("request");
+    let first = a.cached_connection_id(b_addr, 2, ALPN_RAFT).expect("a cached connection");
+    let hung = a.request::<_, String>(b_addr, 2, ALPN_RAFT, &"hang".to_string(), Duration::from_millis(200)).await;
+    assert!(matches!(hung, Err(FabricError::Timeout { .. })), "{hung:?}");
+    assert_eq!(a.cached_connection_id(b_addr, 2, ALPN_RAFT), None, "the silent connection left the cache");
+    let answer: String = a.request(b_addr, 2, ALPN_RAFT, &"after".to_string(), WAIT).await.expect("request");
+    assert!(answer.ends_with("after"));
+    let second = a.cached_connection_id(b_addr, 2, ALPN_RAFT).expect("a cached connection");
+    assert_ne!(first, second, "the next request dialled a new connection");
 }
 
 #[tokio::test]
