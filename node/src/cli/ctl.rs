@@ -195,9 +195,20 @@ async fn execute(args: CtlArgs) -> anyhow::Result<()> {
             if json {
                 return print_json(&members);
             }
-            let mut rows = vec![["ID", "NAME", "ZONE", "ROLE", "LIVENESS", "LAST HEARD", "RAFT REACH", "APPLIED REV"]
-                .map(String::from)
-                .to_vec()];
+            let mut rows = vec![[
+                "ID",
+                "NAME",
+                "ZONE",
+                "ROLE",
+                "LIVENESS",
+                "LAST HEARD",
+                "RAFT REACH",
+                "APPLIED REV",
+                "IN FLIGHT",
+                "REQ/S",
+            ]
+            .map(String::from)
+            .to_vec()];
             for m in members["members"].as_array().into_iter().flatten() {
                 let role =
                     if m["leader"] == true { format!("{} (leader)", text(&m["role"])) } else { text(&m["role"]) };
@@ -231,6 +242,9 @@ async fn execute(args: CtlArgs) -> anyhow::Result<()> {
                     heard,
                     reach.into(),
                     revision,
+                    // The node's own gossiped load (requests to its upstreams), once a second.
+                    m["load"]["in_flight"].as_u64().map_or("-".into(), |n| n.to_string()),
+                    m["load"]["request_rate_per_s"].as_f64().map_or("-".into(), |r| format!("{r:.0}")),
                 ]);
             }
             print_table(&rows);

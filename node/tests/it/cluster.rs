@@ -361,6 +361,11 @@ async fn config_writes_validate_compare_and_authenticate() {
     let out = ctl(&["-o", "json", "members"]);
     let members: serde_json::Value = serde_json::from_slice(&out.stdout).expect("json");
     assert_eq!(members["members"][0]["role"], "voter");
+    let out = ctl(&["members"]);
+    let table = String::from_utf8_lossy(&out.stdout).into_owned();
+    for column in ["LIVENESS", "APPLIED REV", "IN FLIGHT", "REQ/S"] {
+        assert!(table.lines().next().is_some_and(|header| header.contains(column)), "{column} in {table}");
+    }
     let file = node.dir.path().join("apply.yaml");
     std::fs::write(&file, web_config(&backend, "via-ctl")).expect("write");
     let out = ctl(&["apply", "-f", &file.display().to_string(), "--if-revision", "3"]);
