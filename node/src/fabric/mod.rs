@@ -205,14 +205,14 @@ impl Fabric {
     ) -> Result<Resp, FabricError> {
         let frame = codec::encode_frame(request).map_err(|source| FabricError::Codec { addr, source })?;
         let key = (addr, node, alpn);
-        // The connection the request went out on, so a timeout drops that one and not a fresh
-        // one another request dialled meanwhile.
-        let used = Mutex::new(None::<quinn::Connection>);
+        // The connection the request went out on and how many datagrams it had received then,
+        // so a timeout judges that connection (not a fresh one another request dialled).
+        let used = Mutex::new(None::<(quinn::Connection, u64)>);
         let attempt = async {
             // A cached connection may have died since; one fresh retry covers that.
             for fresh in [false, true] {
                 let connection = self.connection(addr, node, alpn, fresh).await?;
-                *lock(&used) = Some(connection.clone());
+                *lock(&used) = Some((connection.clone(), connection.stats().udp_rx.datagrams));
                 match exchange(&connection, &frame).await {
                     Ok(bytes) => return decode_response(addr, &bytes),
                     Err(reason) if !fresh => {
@@ -227,12 +227,16 @@ impl Fabric {
         match tokio::time::timeout(timeout, attempt).await {
             Ok(result) => result,
             Err(_) => {
-                // A peer that restarted may never answer on the old connection (it only dies at
-                // the idle timeout), and a Raft election gets one vote request per peer: so the
-                // next request dials afresh at once. The old connection stays open a while for
-                // whatever else still runs on it; a slow but live peer costs one handshake.
+                // A peer that restarted (or froze) sends nothing at all on the old connection,
+                // which would only die at the idle timeout; a Raft election gets one vote
+                // request per peer, so the next request must dial afresh. A peer that is merely
+                // slow still acknowledges packets: its connection stays, so an overloaded
+                // cluster is not also made to redial on every late answer. A dropped connection
+                // stays open a while for whatever else still runs on it.
                 let timed_out = lock(&used).take();
-                if let Some(timed_out) = timed_out {
+                let silent =
+                    timed_out.filter(|(connection, received)| connection.stats().udp_rx.datagrams == *received);
+                if let Some((timed_out, _)) = silent {
                     let mut connections = lock(&self.connections);
                     if connections.get(&key).is_some_and(|c| c.stable_id() == timed_out.stable_id()) {
                         connections.remove(&key);

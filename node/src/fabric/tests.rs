@@ -77,19 +77,56 @@ async fn members_talk_and_see_each_others_ids() {
 }
 
 #[tokio::test]
-async fn a_timed_out_request_makes_the_next_one_dial_afresh() {
+async fn a_slow_peer_keeps_its_connection_after_a_timeout() {
     let cluster = Cluster::new("c1");
     let (a, b) = (cluster.node(1), cluster.node(2));
     let b_addr = b.local_addr().expect("addr");
     let _: String = a.request(b_addr, 2, ALPN_RAFT, &"first".to_string(), WAIT).await.expect("request");
     let first = a.cached_connection_id(b_addr, 2, ALPN_RAFT).expect("a cached connection");
+    // The handler never answers, but the peer's QUIC stack acknowledges the request.
     let hung = a.request::<_, String>(b_addr, 2, ALPN_RAFT, &"hang".to_string(), Duration::from_millis(200)).await;
     assert!(matches!(hung, Err(FabricError::Timeout { .. })), "{hung:?}");
-    assert_eq!(a.cached_connection_id(b_addr, 2, ALPN_RAFT), None, "the silent connection left the cache");
-    let answer: String = a.request(b_addr, 2, ALPN_RAFT, &"after".to_string(), WAIT).await.expect("request");
-    assert!(answer.ends_with("after"));
-    let second = a.cached_connection_id(b_addr, 2, ALPN_RAFT).expect("a cached connection");
-    assert_ne!(first, second, "the next request dialled a new connection");
+    assert_eq!(a.cached_connection_id(b_addr, 2, ALPN_RAFT), Some(first), "a live peer's connection stays");
+}
+
+#[test]
+fn a_silent_peer_is_redialled_on_the_next_request() {
+    let cluster = Arc::new(Cluster::new("c1"));
+    // b runs on its own runtime thread, which the test freezes (like SIGSTOP): it then sends
+    // nothing at all, as a peer restarted behind an old connection does not.
+    let (addr_tx, addr_rx) = std::sync::mpsc::channel();
+    let (thaw_tx, thaw_rx) = std::sync::mpsc::channel::<()>();
+    let (freeze_tx, freeze_rx) = tokio::sync::oneshot::channel::<()>();
+    let b_cluster = cluster.clone();
+    let b_thread = std::thread::spawn(move || {
+        let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().expect("runtime");
+        runtime.block_on(async move {
+            let b = b_cluster.node(2);
+            addr_tx.send(b.local_addr().expect("addr")).expect("send");
+            let _ = freeze_rx.await;
+            // Blocks the whole runtime: no acknowledgements, no answers.
+            let _ = thaw_rx.recv();
+            tokio::time::sleep(Duration::from_millis(500)).await;
+            drop(b);
+        });
+    });
+    let b_addr = addr_rx.recv().expect("b's address");
+    let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().expect("runtime");
+    runtime.block_on(async {
+        let a = cluster.node(1);
+        let _: String = a.request(b_addr, 2, ALPN_RAFT, &"first".to_string(), WAIT).await.expect("request");
+        let first = a.cached_connection_id(b_addr, 2, ALPN_RAFT).expect("a cached connection");
+        freeze_tx.send(()).expect("freeze");
+        let silent = a.request::<_, String>(b_addr, 2, ALPN_RAFT, &"x".to_string(), Duration::from_millis(200)).await;
+        assert!(matches!(silent, Err(FabricError::Timeout { .. })), "{silent:?}");
+        assert_eq!(a.cached_connection_id(b_addr, 2, ALPN_RAFT), None, "the silent connection left the cache");
+        thaw_tx.send(()).expect("thaw");
+        let answer: String = a.request(b_addr, 2, ALPN_RAFT, &"after".to_string(), WAIT).await.expect("request");
+        assert!(answer.ends_with("after"));
+        let second = a.cached_connection_id(b_addr, 2, ALPN_RAFT).expect("a cached connection");
+        assert_ne!(first, second, "the next request dialled a new connection");
+    });
+    b_thread.join().expect("b's thread");
 }
 
 #[tokio::test]
