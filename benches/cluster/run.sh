@@ -25,7 +25,7 @@
 # and the temp dir is removed. About two minutes of measuring after the build.
 #
 # Tunables (environment): SIZE=1536 ROUNDS=3 WRITES=200 WRITERS=16 WRITES_EACH=30
-# APPLIED_COMMITS=100 POLL_MS=1 FAILOVER_TRIALS=20 ETCD_FAILOVER_TRIALS=20 (0 skips etcd's)
+# APPLIED_COMMITS=100 POLL_MS=1 FAILOVER_TRIALS=50 ETCD_FAILOVER_TRIALS=20 (0 skips etcd's)
 # GANTRY_LOG=info (gantry's RUST_LOG); GANTRY_BIN=… BENCH_BIN=… skip the build (GANTRY_DESC=…
 # then says in the report which source the gantry binary was built from; default: git HEAD).
 set -euo pipefail
@@ -117,7 +117,7 @@ mkdir -p "$OUT_DIR"
     --gantry "$WORK/bin/gantry" --etcd "$ETCD" --work-dir "$WORK/run" --out "$OUT_DIR/results.md" \
     --size "${SIZE:-1536}" --rounds "${ROUNDS:-3}" --writes "${WRITES:-200}" --writers "${WRITERS:-16}" \
     --writes-each "${WRITES_EACH:-30}" --applied-commits "${APPLIED_COMMITS:-100}" --poll-ms "${POLL_MS:-1}" \
-    --failover-trials "${FAILOVER_TRIALS:-20}" --etcd-failover-trials "${ETCD_FAILOVER_TRIALS:-20}" \
+    --failover-trials "${FAILOVER_TRIALS:-50}" --etcd-failover-trials "${ETCD_FAILOVER_TRIALS:-20}" \
     --gantry-log "${GANTRY_LOG:-info}" \
     --gantry-desc "$REVISION (binary built $GANTRY_BUILT)" --command "$COMMAND" &
 BENCH_PID=$!

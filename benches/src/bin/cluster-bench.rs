@@ -75,7 +75,7 @@ fn parse_options() -> Result<Options> {
         writes_each: number("writes-each", take("writes-each"), 30)?,
         applied_commits: number("applied-commits", take("applied-commits"), 100)?,
         poll: Duration::from_millis(number("poll-ms", take("poll-ms"), 1)?.max(1) as u64),
-        failover_trials: number("failover-trials", take("failover-trials"), 20)?,
+        failover_trials: number("failover-trials", take("failover-trials"), 50)?,
         etcd_failover_trials: number("etcd-failover-trials", take("etcd-failover-trials"), 20)?,
         gantry_log: take("gantry-log").unwrap_or_else(|| "info".to_string()),
         gantry_desc: take("gantry-desc").unwrap_or_default(),
