@@ -78,6 +78,12 @@ async fn run(raft: Raft, mut pending: mpsc::Receiver<Pending>, stats: Arc<Propos
             bytes += size_hint(&next.command);
             batch.push(next);
         }
+        // A caller that gave up waiting (its deadline passed, say while there was no quorum) has
+        // been told so: its write must not be proposed behind its back.
+        batch.retain(|p| !p.reply.is_closed());
+        if batch.is_empty() {
+            continue;
+        }
         stats.proposals.fetch_add(1, Ordering::Relaxed);
         stats.writes.fetch_add(batch.len() as u64, Ordering::Relaxed);
         propose(&raft, batch).await;
