@@ -335,12 +335,20 @@ pub(crate) fn set_zone_in_flight(map: &ZoneInFlight, current: &chitchat::NodeSta
             set.push((key, format!("{:.1}", finite(*in_flight))));
         }
     }
-    let delete = current
-        .iter_prefix(keys::ZONE_LOAD_PREFIX)
+    Update { set, delete: live_keys_not_in(current, keys::ZONE_LOAD_PREFIX, &wanted) }
+}
+
+/// This node's live keys under `prefix` that `wanted` no longer holds: what to delete.
+fn live_keys_not_in(
+    current: &chitchat::NodeState,
+    prefix: &str,
+    wanted: &std::collections::HashSet<String>,
+) -> Vec<String> {
+    current
+        .iter_prefix(prefix)
         .filter(|(key, value)| !value.is_deleted() && !wanted.contains(*key))
         .map(|(key, _)| key.to_string())
-        .collect();
-    Update { set, delete }
+        .collect()
 }
 
 /// The keys for a whole state; health entries of `current` missing from `state` are deleted.
@@ -365,11 +373,7 @@ pub(crate) fn publish(state: &NodeState, current: &chitchat::NodeState) -> Updat
             set.push((key, health.encode()));
         }
     }
-    let mut delete: Vec<String> = current
-        .iter_prefix(keys::HEALTH_PREFIX)
-        .filter(|(key, value)| !value.is_deleted() && !wanted.contains(*key))
-        .map(|(key, _)| key.to_string())
-        .collect();
+    let mut delete = live_keys_not_in(current, keys::HEALTH_PREFIX, &wanted);
     let zone_load = set_zone_in_flight(&state.zone_in_flight, current);
     set.extend(zone_load.set);
     delete.extend(zone_load.delete);

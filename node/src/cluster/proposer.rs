@@ -91,37 +91,25 @@ async fn run(raft: Raft, mut pending: mpsc::Receiver<Pending>, stats: Arc<Propos
 }
 
 async fn propose(raft: &Raft, batch: Vec<Pending>) {
+    // A caller that gave up (its deadline passed) dropped its receiver: nothing to tell it, so
+    // sends below ignore failures.
     let (mut commands, replies): (Vec<Command>, Vec<_>) = batch.into_iter().map(|p| (p.command, p.reply)).unzip();
-    // A lone write goes as itself: the log then reads as it always did.
-    let command = match commands.len() {
-        1 => commands.swap_remove(0),
-        _ => Command::Batch(commands),
+    let count = commands.len();
+    let results: Vec<Result<Response, ProposeError>> = if count == 1 {
+        // A lone write goes as itself: the log then reads as it always did.
+        vec![write(raft, commands.swap_remove(0)).await]
+    } else {
+        match write(raft, Command::Batch(commands)).await {
+            Ok(Response::Batch(responses)) if responses.len() == count => responses.into_iter().map(Ok).collect(),
+            Ok(other) => {
+                let error = ProposeError::Failed(format!("unexpected answer to a batch of writes: {other:?}"));
+                vec![Err(error); count]
+            }
+            Err(error) => vec![Err(error); count],
+        }
     };
-    let batched = matches!(command, Command::Batch(_));
-    let result = write(raft, command).await;
-    // A caller that gave up (its deadline passed) dropped its receiver: nothing to tell it.
-    match result {
-        Ok(Response::Batch(responses)) if batched && responses.len() == replies.len() => {
-            for (reply, response) in replies.into_iter().zip(responses) {
-                let _ = reply.send(Ok(response));
-            }
-        }
-        Ok(response) if !batched => {
-            for reply in replies {
-                let _ = reply.send(Ok(response.clone()));
-            }
-        }
-        Ok(other) => {
-            let error = ProposeError::Failed(format!("unexpected answer to a batch of writes: {other:?}"));
-            for reply in replies {
-                let _ = reply.send(Err(error.clone()));
-            }
-        }
-        Err(error) => {
-            for reply in replies {
-                let _ = reply.send(Err(error.clone()));
-            }
-        }
+    for (reply, result) in replies.into_iter().zip(results) {
+        let _ = reply.send(result);
     }
 }
 

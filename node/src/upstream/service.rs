@@ -128,9 +128,11 @@ pub struct ServiceRuntime {
     pub hash_on: Option<HashOn>,
     pub sticky: Option<config::Sticky>,
     locality: Locality,
-    local_zone: Option<String>,
+    /// `prefer_same_zone` on a node that has a zone: picks keep to its zone first.
+    zone_aware: bool,
     /// The service's endpoint zones, in order of first appearance.
     zones: Vec<ZoneSlot>,
+    /// This node's zone among them (None also when the node's zone has no endpoint here).
     local_zone_index: Option<usize>,
     /// `max_in_flight_per_endpoint`: when set, zones can saturate and spill.
     max_in_flight: Option<u32>,
@@ -189,7 +191,7 @@ impl ServiceRuntime {
             hash_on,
             sticky: service.sticky.clone(),
             locality: service.locality,
-            local_zone: local_zone.map(str::to_string),
+            zone_aware: service.locality == Locality::PreferSameZone && local_zone.is_some(),
             local_zone_index: zone_index(local_zone),
             zones: zone_names
                 .iter()
@@ -225,7 +227,7 @@ impl ServiceRuntime {
                 }
             }
         }
-        if self.locality == Locality::PreferSameZone && self.local_zone.is_some() {
+        if self.zone_aware {
             let saturated = self.max_in_flight.map_or(0, |bound| self.saturated_zones(bound));
             let is_saturated =
                 |zone: Option<usize>| zone.is_some_and(|z| z < MAX_TRACKED_ZONES && saturated & (1 << z) != 0);
