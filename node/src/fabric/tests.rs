@@ -170,7 +170,7 @@ async fn garbage_frames_are_dropped_and_counted() {
     let (mut send, mut recv) = connection.open_bi().await.expect("stream");
     send.write_all(&[0xff, 0xff, 0xff, 0xff, 1, 2, 3]).await.expect("write");
     let _ = send.finish();
-    assert!(recv.read_to_end(1024).await.is_err() || server.stats.bad_frames.load(Ordering::Relaxed) >= 1);
+    assert!(recv.read_to_end(1024).await.is_err(), "the server resets a stream that sent a bad frame");
     // A truncated frame.
     let (mut send, mut recv) = connection.open_bi().await.expect("stream");
     send.write_all(&[0, 0, 0, 10, 1]).await.expect("write");
