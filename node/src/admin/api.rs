@@ -4,7 +4,7 @@ use std::collections::BTreeMap;
 use std::time::Duration;
 
 use bytes::Bytes;
-use gantry_proto::cluster::Command;
+use gantry_proto::cluster::{Command, Revision};
 use gantry_proto::config::parse_duration;
 use gantry_proto::Problem;
 use http::{header, Method, Request, Response, StatusCode};
@@ -301,7 +301,7 @@ async fn get_config(state: &AdminState, query: &BTreeMap<String, String>) -> Rep
         return json_reply(StatusCode::OK, &json!({ "revision": snapshot.revision, "config": &*snapshot.document }));
     } else {
         let replicated = state.cluster.state();
-        revision.and_then(|r| replicated.revision_at(r).cloned())
+        revision.and_then(|r| replicated.revision_at(r).map(|found| Revision::clone(found)))
     };
     match found {
         Some(found) => {

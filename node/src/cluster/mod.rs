@@ -457,8 +457,8 @@ impl Cluster {
     fn revision_here(&self, revision: Option<u64>) -> Option<Revision> {
         let state = self.state();
         match revision {
-            Some(r) => state.revision_at(r).cloned(),
-            None => state.current().cloned(),
+            Some(r) => state.revision_at(r).map(|found| Revision::clone(found)),
+            None => state.current().map(|found| Revision::clone(found)),
         }
     }
 
