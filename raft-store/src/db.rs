@@ -14,7 +14,7 @@ use gantry_proto::codec::CodecError;
 
 use crate::StoreError;
 
-/// Log entries: index → codec-encoded `Entry`.
+/// Log entries of format 1 stores: index → codec-encoded `Entry` (empty from format 2 on).
 pub(crate) const LOG: TableDefinition<u64, &[u8]> = TableDefinition::new("log");
 /// Small log-side records, keyed by the `META_*` names.
 pub(crate) const META: TableDefinition<&str, &[u8]> = TableDefinition::new("meta");
@@ -29,8 +29,11 @@ pub(crate) const META_COMMITTED: &str = "committed";
 pub(crate) const SNAPSHOT_META: &str = "meta";
 pub(crate) const SNAPSHOT_DATA: &str = "data";
 
-/// Bumped when the layout or encoding of what is stored changes incompatibly.
-pub(crate) const FORMAT: u8 = 1;
+/// Bumped when the layout or encoding of what is stored changes incompatibly. Format 1 kept log
+/// entries in the `log` table; format 2 keeps them in segment files (`crate::wal`), and opening
+/// a format 1 store moves them there.
+pub(crate) const FORMAT: u8 = 2;
+const FORMAT_WITH_LOG_TABLE: u8 = 1;
 
 /// Opens or creates `dir/raft.redb`, creates the tables (so readers never meet a missing table)
 /// and checks the format marker.
@@ -50,7 +53,7 @@ pub(crate) fn open(dir: &Path) -> Result<Arc<Database>, StoreError> {
             None => {
                 meta.insert(META_FORMAT, [FORMAT].as_slice())?;
             }
-            Some([FORMAT]) => {}
+            Some([FORMAT | FORMAT_WITH_LOG_TABLE]) => {}
             Some(other) => return Err(StoreError::Format { path, found: format!("{other:?}"), expected: FORMAT }),
         }
     }

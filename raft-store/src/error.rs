@@ -44,6 +44,13 @@ pub enum StoreError {
     Inconsistent(String),
     #[error("storage task failed: {0}")]
     Task(String),
+    /// A file operation on the log's segment files failed.
+    #[error("{what}: {source}")]
+    Io {
+        what: String,
+        #[source]
+        source: std::io::Error,
+    },
 }
 
 // redb has one error type per operation; all of them convert into `redb::Error`.

@@ -1,20 +1,22 @@
-//! gantry's openraft 0.9 storage: the Raft log and the replicated state machine on one durable
-//! redb file, `DIR/raft.redb`. [`open`] is the one entry point; it returns the two halves openraft
-//! wants ([`LogStore`], [`StateMachineStore`]) sharing one `Arc<redb::Database>`.
+//! gantry's openraft 0.9 storage: the Raft log's entries in append-only segment files,
+//! `DIR/raft-log/*.wal`, and everything else (vote, purge point, committed log id, snapshot) in
+//! one redb file, `DIR/raft.redb`. [`open`] is the one entry point; it returns the two halves
+//! openraft wants ([`LogStore`], [`StateMachineStore`]).
 //!
-//! Why one database file and not two: every write (log append, vote, purge, snapshot) is a redb
-//! transaction whose commit is one fsync of one file, so a snapshot's metadata and bytes replace
-//! the old ones atomically without a tmp-file + rename + directory-fsync dance, and the node has
-//! one file to lock, back up and inspect. The cost is that redb has a single writer: a snapshot
-//! write briefly queues a log append behind it. Snapshots here are small (the config history is
-//! bounded) and rare (openraft builds one every few thousand entries), so that is cheap.
+//! Why two kinds of file: an append is on the path of every config write, twice (the leader's
+//! own, then a follower's, since openraft 0.9 replicates only after the leader's flush), so it is
+//! one sequential write and one `fdatasync` of a segment. redb's copy-on-write commit of the same
+//! entry wrote about ten scattered pages. The rest changes rarely and wants atomic replacement:
+//! a snapshot's metadata and bytes, the vote, the purge point, each one redb transaction, with
+//! no tmp-file + rename + directory-fsync dance. redb also locks the data dir against a second
+//! process. Stores written before the segment files (format 1) are moved into them on open.
 //!
-//! Durability: redb commits with `Durability::Immediate` by default (fsync before `commit`
-//! returns; checksummed copy-on-write pages roll back to the last good commit after a crash).
-//! `append` calls openraft's callback only after its one transaction committed, `save_vote` and
-//! `purge` return after theirs. `save_committed` (called before every apply) writes nothing by
-//! itself: the id rides along in the next of those transactions, so it may lag after a crash. The state machine itself is in memory: it is rebuilt from the last
-//! persisted snapshot on open, and openraft re-applies the committed log after it.
+//! Durability: an append's callback fires only after its `fdatasync`; `save_vote` and `purge`
+//! return after their redb commit (`Durability::Immediate`). `save_committed` (called before
+//! every apply) is held in memory, written without fsync at most once a second and carried by
+//! the next vote or purge, so it may lag after a crash (openraft allows that). The state machine
+//! itself is in memory: it is rebuilt from the last persisted snapshot on open, and openraft
+//! re-applies the committed log after it.
 #![forbid(unsafe_code)]
 
 use std::io::Cursor;
@@ -24,6 +26,7 @@ mod db;
 mod error;
 mod log_store;
 mod state_machine;
+mod wal;
 
 pub use error::StoreError;
 pub use log_store::LogStore;
@@ -92,8 +95,13 @@ pub type StreamingError<E = openraft::error::Infallible> = openraft::error::Stre
 /// milliseconds after `Raft::shutdown` returns, so an in-process restart should retry briefly).
 pub async fn open(dir: &Path) -> Result<(LogStore, StateMachineStore), StoreError> {
     let dir = dir.to_path_buf();
-    let db = db::blocking(move || db::open(&dir)).await?;
-    let log = LogStore::new(db.clone());
+    let (db, wal) = db::blocking(move || {
+        let db = db::open(&dir)?;
+        let wal = log_store::open_wal(&db, &dir)?;
+        Ok((db, wal))
+    })
+    .await?;
+    let log = LogStore::new(db.clone(), wal);
     let sm = StateMachineStore::restore(db).await?;
     Ok((log, sm))
 }

@@ -1,28 +1,47 @@
-//! [`LogStore`]: openraft's `RaftLogStorage` and `RaftLogReader` on the redb tables `log` (index →
-//! entry) and `meta` (vote, last purged log id, committed log id). Every write is one redb
-//! transaction, committed (fsynced) before openraft hears it is done. The committed log id is
-//! the exception: it rides along in the next transaction (see [`LogStore::save_committed`]).
+//! [`LogStore`]: openraft's `RaftLogStorage` and `RaftLogReader`. Entries live in the segment
+//! files of [`crate::wal`] (one write and one `fdatasync` per append); the vote, the last purged
+//! log id and the committed log id live in redb's `meta` table. Every write is durable before
+//! openraft hears it is done, except the committed log id, which may lag (see
+//! [`LogStore::save_committed`]).
 
 use std::fmt;
 use std::fmt::Debug;
 use std::ops::{Bound, RangeBounds};
-use std::sync::{Arc, Mutex};
+use std::path::Path;
+use std::sync::{Arc, Mutex, RwLock};
+use std::time::{Duration, Instant};
 
 use openraft::storage::{LogFlushed, RaftLogStorage};
 use openraft::{ErrorSubject, ErrorVerb, RaftLogReader};
-use redb::{Database, ReadableDatabase, ReadableTable, WriteTransaction};
+use redb::{Database, Durability, ReadableDatabase, ReadableTableMetadata, WriteTransaction};
 
-use crate::db::{self, LOG, META, META_COMMITTED, META_LAST_PURGED, META_VOTE};
+use crate::db::{self, LOG, META, META_COMMITTED, META_FORMAT, META_LAST_PURGED, META_VOTE};
+use crate::wal::{self, Wal};
 use crate::{Entry, LogId, LogState, StorageError, StoreError, TypeConfig, Vote};
 
-/// The Raft log and vote. Cheap to clone: clones share the database and serve as openraft's log
-/// readers (redb read transactions are snapshots, so readers never see a half-written append).
+/// How often, at most, `save_committed` writes the committed log id by itself.
+const COMMITTED_WRITE_INTERVAL: Duration = Duration::from_secs(1);
+
+/// The committed log id as saved in this run.
+#[derive(Default)]
+struct Committed {
+    /// None: none saved yet in this run, the stored one stands.
+    saved: Option<Option<LogId>>,
+    /// When it was last written to redb by `save_committed` itself.
+    written_at: Option<Instant>,
+}
+
+/// The Raft log and vote. Cheap to clone: clones share the files and serve as openraft's log
+/// readers (a reader never sees an append before it is durable: the index is updated after the
+/// `fdatasync`).
 #[derive(Clone)]
 pub struct LogStore {
     db: Arc<Database>,
-    /// The committed log id openraft last saved in this run (None: none saved yet, the stored
-    /// one stands). Written by the next transaction this store commits anyway.
-    committed: Arc<Mutex<Option<Option<LogId>>>>,
+    wal: Arc<RwLock<Wal>>,
+    /// Serialises appends, truncates and purges (openraft makes them one at a time anyway); an
+    /// append holds it across its `fdatasync`, the index lock only before and after.
+    writer: Arc<Mutex<()>>,
+    committed: Arc<Mutex<Committed>>,
 }
 
 impl fmt::Debug for LogStore {
@@ -32,27 +51,47 @@ impl fmt::Debug for LogStore {
 }
 
 impl LogStore {
-    pub(crate) fn new(db: Arc<Database>) -> Self {
-        Self { db, committed: Arc::new(Mutex::new(None)) }
+    pub(crate) fn new(db: Arc<Database>, wal: Wal) -> Self {
+        Self {
+            db,
+            wal: Arc::new(RwLock::new(wal)),
+            writer: Arc::new(Mutex::new(())),
+            committed: Arc::new(Mutex::new(Committed::default())),
+        }
+    }
+
+    fn committed_state(&self) -> std::sync::MutexGuard<'_, Committed> {
+        self.committed.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 
     /// The committed log id saved in this run, encoded for the next transaction.
     fn pending_committed(&self) -> Result<Option<Vec<u8>>, StoreError> {
-        let pending = *self.committed.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+        let pending = self.committed_state().saved;
         pending.map(|committed| db::encode("committed log id", &committed)).transpose()
     }
 
-    /// Entries with indexes in `[start, end)` bounds, in order. Each is checked to be stored under
-    /// its own index.
+    /// Entries with indexes in `[start, end)` bounds, in order. Read in place, not on the
+    /// blocking pool: they are in the page cache (the leader reads what it just appended, to
+    /// send it), a `pread` takes microseconds, and a trip to the pool was a thread hop on every
+    /// replicated write.
     pub async fn entries(&self, start: Bound<u64>, end: Bound<u64>) -> Result<Vec<Entry>, StoreError> {
-        let db = self.db.clone();
-        db::blocking(move || read_entries(&db, start, end)).await
+        let Some((first, end)) = index_range(start, end) else {
+            return Ok(Vec::new());
+        };
+        read_lock(&self.wal).read(first, end)
     }
 
     /// The last purged log id and the last log id, as openraft sees them.
     pub async fn log_state(&self) -> Result<LogState, StoreError> {
         let db = self.db.clone();
-        db::blocking(move || read_log_state(&db)).await
+        let last_purged_log_id = db::blocking(move || db::read::<LogId>(&db, META, META_LAST_PURGED)).await?;
+        let last = read_lock(&self.wal).last_id();
+        // With every entry purged, the last log id is the last purged one.
+        let last_log_id = match (last, last_purged_log_id) {
+            (Some(last), Some(purged)) => Some(last.max(purged)),
+            (last, purged) => last.or(purged),
+        };
+        Ok(LogState { last_purged_log_id, last_log_id })
     }
 
     /// The last saved vote.
@@ -62,9 +101,9 @@ impl LogStore {
     }
 
     /// The last saved committed log id: the one saved in this run, else the stored one (which may
-    /// lag: it is written with the next append, vote, truncate or purge).
+    /// lag, see [`LogStore::save_committed`]).
     pub async fn committed(&self) -> Result<Option<LogId>, StoreError> {
-        if let Some(saved) = *self.committed.lock().unwrap_or_else(|poisoned| poisoned.into_inner()) {
+        if let Some(saved) = self.committed_state().saved {
             return Ok(saved);
         }
         let db = self.db.clone();
@@ -72,61 +111,27 @@ impl LogStore {
     }
 }
 
-fn read_entries(db: &Database, start: Bound<u64>, end: Bound<u64>) -> Result<Vec<Entry>, StoreError> {
-    if range_is_empty(start, end) {
-        return Ok(Vec::new());
-    }
-    let txn = db.begin_read()?;
-    let table = txn.open_table(LOG)?;
-    let mut entries = Vec::new();
-    for item in table.range::<u64>((start, end))? {
-        let (key, value) = item?;
-        let index = key.value();
-        let entry: Entry = db::decode(format!("log entry {index}"), value.value())?;
-        if entry.log_id.index != index {
-            return Err(StoreError::Inconsistent(format!(
-                "log entry stored at index {index} says index {}",
-                entry.log_id.index
-            )));
-        }
-        entries.push(entry);
-    }
-    Ok(entries)
+fn read_lock(wal: &RwLock<Wal>) -> std::sync::RwLockReadGuard<'_, Wal> {
+    wal.read().unwrap_or_else(|poisoned| poisoned.into_inner())
 }
 
-/// True when no u64 lies in the range, which redb (like `BTreeMap::range`) may not accept.
-fn range_is_empty(start: Bound<u64>, end: Bound<u64>) -> bool {
+fn write_lock(wal: &RwLock<Wal>) -> std::sync::RwLockWriteGuard<'_, Wal> {
+    wal.write().unwrap_or_else(|poisoned| poisoned.into_inner())
+}
+
+/// `[first, end)` as plain indexes; None when no u64 lies in the range.
+fn index_range(start: Bound<u64>, end: Bound<u64>) -> Option<(u64, u64)> {
     let first = match start {
         Bound::Included(s) => s,
-        Bound::Excluded(s) => match s.checked_add(1) {
-            Some(s) => s,
-            None => return true,
-        },
+        Bound::Excluded(s) => s.checked_add(1)?,
         Bound::Unbounded => 0,
     };
-    match end {
-        Bound::Included(e) => first > e,
-        Bound::Excluded(e) => first >= e,
-        Bound::Unbounded => false,
-    }
-}
-
-fn read_log_state(db: &Database) -> Result<LogState, StoreError> {
-    let txn = db.begin_read()?;
-    let meta = txn.open_table(META)?;
-    let last_purged_log_id: Option<LogId> = db::get(&meta, META_LAST_PURGED)?;
-    let log = txn.open_table(LOG)?;
-    let last = match log.last()? {
-        Some((key, value)) => {
-            let index = key.value();
-            let entry: Entry = db::decode(format!("log entry {index}"), value.value())?;
-            Some(entry.log_id)
-        }
-        None => None,
+    let end = match end {
+        Bound::Included(e) => e.saturating_add(1),
+        Bound::Excluded(e) => e,
+        Bound::Unbounded => u64::MAX,
     };
-    // With every entry purged, the last log id is the last purged one.
-    let last_log_id = last.or(last_purged_log_id);
-    Ok(LogState { last_purged_log_id, last_log_id })
+    (first < end).then_some((first, end))
 }
 
 fn read_committed(db: &Database) -> Result<Option<LogId>, StoreError> {
@@ -142,8 +147,8 @@ fn carry_committed(txn: &WriteTransaction, committed: Option<&[u8]>) -> Result<(
     Ok(())
 }
 
-// Every write below commits with redb's default Durability::Immediate: fsynced when `commit`
-// returns.
+// Every redb write below commits with redb's default Durability::Immediate (fsynced when `commit`
+// returns), except `write_committed`.
 
 fn write_meta(db: &Database, key: &'static str, bytes: &[u8], committed: Option<&[u8]>) -> Result<(), StoreError> {
     let txn = db.begin_write()?;
@@ -153,38 +158,88 @@ fn write_meta(db: &Database, key: &'static str, bytes: &[u8], committed: Option<
     Ok(())
 }
 
-fn append_entries(db: &Database, encoded: &[(u64, Vec<u8>)], committed: Option<&[u8]>) -> Result<(), StoreError> {
-    let txn = db.begin_write()?;
-    {
-        let mut log = txn.open_table(LOG)?;
-        for (index, bytes) in encoded {
-            log.insert(index, bytes.as_slice())?;
-        }
-    }
-    carry_committed(&txn, committed)?;
+/// The committed id alone, without an fsync: it becomes durable with the next durable commit
+/// (vote, purge), and a crash before that only makes it lag.
+fn write_committed(db: &Database, committed: &[u8]) -> Result<(), StoreError> {
+    let mut txn = db.begin_write()?;
+    txn.set_durability(Durability::None)?;
+    carry_committed(&txn, Some(committed))?;
     txn.commit()?;
     Ok(())
 }
 
-fn truncate_from(db: &Database, index: u64, committed: Option<&[u8]>) -> Result<(), StoreError> {
-    let txn = db.begin_write()?;
-    txn.open_table(LOG)?.retain_in::<u64, _>(index.., |_, _| false)?;
-    carry_committed(&txn, committed)?;
-    txn.commit()?;
-    Ok(())
-}
-
-fn purge_upto(db: &Database, log_id: LogId, committed: Option<&[u8]>) -> Result<(), StoreError> {
+fn purge_upto(db: &Database, wal: &RwLock<Wal>, log_id: LogId, committed: Option<&[u8]>) -> Result<(), StoreError> {
     let bytes = db::encode("last purged log id", &log_id)?;
     let txn = db.begin_write()?;
     carry_committed(&txn, committed)?;
-    {
-        // Recording the purge point and deleting the entries in one transaction: after a crash
-        // either both happened or neither did, so `get_log_state` never shows a hole.
-        txn.open_table(META)?.insert(META_LAST_PURGED, bytes.as_slice())?;
-        txn.open_table(LOG)?.retain_in::<u64, _>(..=log_id.index, |_, _| false)?;
-    }
+    txn.open_table(META)?.insert(META_LAST_PURGED, bytes.as_slice())?;
     txn.commit()?;
+    // Only now the segments go: after a crash in between, the next open unlinks them.
+    write_lock(wal).purge(log_id.index)
+}
+
+/// Opens the log's segment files. A store written by format 1 (entries in redb's `log` table)
+/// is moved into them first: the segments are rebuilt from the table and made durable, then the
+/// table is emptied and the format marker set, in one transaction. A crash in between leaves the
+/// table full, and the next open rebuilds the segments again.
+pub(crate) fn open_wal(db: &Database, dir: &Path) -> Result<Wal, StoreError> {
+    let last_purged: Option<LogId> = db::read(db, META, META_LAST_PURGED)?;
+    let stored_in_table = {
+        let txn = db.begin_read()?;
+        txn.open_table(LOG)?.len()?
+    };
+    if stored_in_table == 0 {
+        let wal = Wal::open(dir, last_purged.map(|id| id.index))?;
+        set_format(db)?;
+        return Ok(wal);
+    }
+    let wal_dir = dir.join(wal::WAL_DIR);
+    if wal_dir.exists() {
+        std::fs::remove_dir_all(&wal_dir)
+            .map_err(|source| StoreError::Io { what: format!("removing {}", wal_dir.display()), source })?;
+    }
+    let mut wal = Wal::open(dir, last_purged.map(|id| id.index))?;
+    let txn = db.begin_read()?;
+    let table = txn.open_table(LOG)?;
+    let mut batch = Vec::new();
+    for item in table.range::<u64>(..)? {
+        let (key, value) = item?;
+        let index = key.value();
+        let entry: Entry = db::decode(format!("log entry {index}"), value.value())?;
+        if entry.log_id.index != index {
+            return Err(StoreError::Inconsistent(format!(
+                "log entry stored at index {index} says index {}",
+                entry.log_id.index
+            )));
+        }
+        batch.push(entry);
+        if batch.len() == 256 {
+            let (bytes, at) = wal::encode_records(&batch)?;
+            wal.append(&bytes, &at)?;
+            batch.clear();
+        }
+    }
+    let (bytes, at) = wal::encode_records(&batch)?;
+    wal.append(&bytes, &at)?;
+    drop(table);
+    drop(txn);
+    let txn = db.begin_write()?;
+    txn.open_table(LOG)?.retain(|_, _| false)?;
+    txn.open_table(META)?.insert(META_FORMAT, [db::FORMAT].as_slice())?;
+    txn.commit()?;
+    tracing::info!(entries = stored_in_table, "moved the Raft log from raft.redb into segment files");
+    Ok(wal)
+}
+
+fn set_format(db: &Database) -> Result<(), StoreError> {
+    let current: Option<Vec<u8>> = {
+        let txn = db.begin_read()?;
+        let meta = txn.open_table(META)?;
+        meta.get(META_FORMAT)?.map(|v| v.value().to_vec())
+    };
+    if current.as_deref() != Some([db::FORMAT].as_slice()) {
+        write_meta(db, META_FORMAT, &[db::FORMAT], None)?;
+    }
     Ok(())
 }
 
@@ -228,14 +283,29 @@ impl RaftLogStorage<TypeConfig> for LogStore {
         self.vote().await.map_err(|e| e.into_raft(ErrorSubject::Vote, ErrorVerb::Read))
     }
 
-    /// Held in memory and written by the next transaction (append, vote, truncate or purge).
-    /// openraft calls this before it applies each commit, on every node: a transaction of its
-    /// own here (even without fsync) cost every write a trip to the blocking pool, redb's one
-    /// write lock, and more dirty pages for the next append's fsync. A committed id that lags
-    /// after a crash only means openraft re-applies fewer entries at start and learns the rest
-    /// from the leader; it is never ahead of a real commit.
+    /// Held in memory; written (without fsync) at most once a second, and carried durably by the
+    /// next vote or purge. openraft calls this before it applies each commit, on every node: a
+    /// durable write each time would cost every commit an fsync. A committed id that lags after
+    /// a crash only means openraft re-applies fewer entries at start and learns the rest from
+    /// the leader; it is never ahead of a real commit.
     async fn save_committed(&mut self, committed: Option<LogId>) -> Result<(), StorageError> {
-        *self.committed.lock().unwrap_or_else(|poisoned| poisoned.into_inner()) = Some(committed);
+        let due = {
+            let mut state = self.committed_state();
+            state.saved = Some(committed);
+            let due = state.written_at.is_none_or(|at| at.elapsed() >= COMMITTED_WRITE_INTERVAL);
+            if due {
+                state.written_at = Some(Instant::now());
+            }
+            due
+        };
+        if due {
+            let bytes = db::encode("committed log id", &committed)
+                .map_err(|e| e.into_raft(ErrorSubject::Store, ErrorVerb::Write))?;
+            let db = self.db.clone();
+            db::blocking(move || write_committed(&db, &bytes))
+                .await
+                .map_err(|e| e.into_raft(ErrorSubject::Store, ErrorVerb::Write))?;
+        }
         Ok(())
     }
 
@@ -248,28 +318,28 @@ impl RaftLogStorage<TypeConfig> for LogStore {
         I: IntoIterator<Item = Entry> + Send,
         I::IntoIter: Send,
     {
-        let mut encoded = Vec::new();
-        for entry in entries {
-            match db::encode("log entry", &entry) {
-                Ok(bytes) => encoded.push((entry.log_id.index, bytes)),
-                Err(e) => {
-                    callback.log_io_completed(Err(e.to_io()));
-                    return Err(e.into_raft(ErrorSubject::Log(entry.log_id), ErrorVerb::Write));
-                }
-            }
-        }
-        let committed = match self.pending_committed() {
-            Ok(committed) => committed,
+        let entries: Vec<Entry> = entries.into_iter().collect();
+        let (bytes, at) = match wal::encode_records(&entries) {
+            Ok(encoded) => encoded,
             Err(e) => {
                 callback.log_io_completed(Err(e.to_io()));
                 return Err(e.into_raft(ErrorSubject::Logs, ErrorVerb::Write));
             }
         };
-        let db = self.db.clone();
-        // One transaction, so one fsync, for the whole batch. We wait for it before returning:
-        // then the entries are readable when `append` returns (openraft requires it) and writes
-        // stay in call order (a later vote or truncate can never overtake this append).
-        let result = db::blocking(move || append_entries(&db, &encoded, committed.as_deref())).await;
+        let wal = self.wal.clone();
+        let writer = self.writer.clone();
+        // One write and one fdatasync for the whole batch. We wait for it before returning: then
+        // the entries are readable when `append` returns (openraft requires it) and writes stay
+        // in call order (a later vote or truncate can never overtake this append).
+        let result = db::blocking(move || {
+            let _writer = writer.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+            let Some(pending) = write_lock(&wal).prepare_append(&at)? else {
+                return Ok(());
+            };
+            pending.write(&bytes)?;
+            write_lock(&wal).finish_append(&pending, &bytes, &at)
+        })
+        .await;
         match result {
             Ok(()) => {
                 callback.log_io_completed(Ok(()));
@@ -283,21 +353,28 @@ impl RaftLogStorage<TypeConfig> for LogStore {
     }
 
     async fn truncate(&mut self, log_id: LogId) -> Result<(), StorageError> {
-        let db = self.db.clone();
-        let committed =
-            self.pending_committed().map_err(|e| e.into_raft(ErrorSubject::Log(log_id), ErrorVerb::Delete))?;
-        db::blocking(move || truncate_from(&db, log_id.index, committed.as_deref()))
-            .await
-            .map_err(|e| e.into_raft(ErrorSubject::Log(log_id), ErrorVerb::Delete))
+        let wal = self.wal.clone();
+        let writer = self.writer.clone();
+        db::blocking(move || {
+            let _writer = writer.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+            write_lock(&wal).truncate(log_id.index)
+        })
+        .await
+        .map_err(|e| e.into_raft(ErrorSubject::Log(log_id), ErrorVerb::Delete))
     }
 
     async fn purge(&mut self, log_id: LogId) -> Result<(), StorageError> {
         let db = self.db.clone();
+        let wal = self.wal.clone();
         let committed =
             self.pending_committed().map_err(|e| e.into_raft(ErrorSubject::Log(log_id), ErrorVerb::Delete))?;
-        db::blocking(move || purge_upto(&db, log_id, committed.as_deref()))
-            .await
-            .map_err(|e| e.into_raft(ErrorSubject::Log(log_id), ErrorVerb::Delete))
+        let writer = self.writer.clone();
+        db::blocking(move || {
+            let _writer = writer.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+            purge_upto(&db, &wal, log_id, committed.as_deref())
+        })
+        .await
+        .map_err(|e| e.into_raft(ErrorSubject::Log(log_id), ErrorVerb::Delete))
     }
 }
 
@@ -385,31 +462,125 @@ mod tests {
         assert_eq!(log.try_get_log_entries(2..=3).await.expect("read").len(), 2);
     }
 
+    fn segment(dir: &std::path::Path) -> std::path::PathBuf {
+        let mut files: Vec<_> =
+            std::fs::read_dir(dir.join(wal::WAL_DIR)).expect("segments").map(|f| f.expect("entry").path()).collect();
+        files.sort();
+        files.pop().expect("a segment")
+    }
+
     #[tokio::test]
-    async fn corrupt_or_misplaced_entries_are_errors_not_panics() {
+    async fn a_torn_last_append_is_cut_off_and_the_log_goes_on() {
         let dir = tempfile::tempdir().expect("tempdir");
         let mut log = open_log(dir.path()).await;
         log.blocking_append((1..=3).map(|i| entry(1, i))).await.expect("append");
         drop(log);
-
-        // Garbage at index 2 and a valid entry filed under the wrong index at 3.
-        let db = db::open(dir.path()).expect("open db");
-        let misplaced = db::encode("entry", &entry(1, 7)).expect("encode");
-        let txn = db.begin_write().expect("txn");
-        {
-            let mut table = txn.open_table(LOG).expect("table");
-            table.insert(2, [0xffu8, 0xff, 0xff].as_slice()).expect("insert");
-            table.insert(3, misplaced.as_slice()).expect("insert");
-        }
-        txn.commit().expect("commit");
-        drop(db);
+        // Half of a fourth record, as a crash in the middle of its write leaves it.
+        let (bytes, _) = wal::encode_records(&[entry(1, 4)]).expect("encode");
+        let path = segment(dir.path());
+        let mut file = std::fs::OpenOptions::new().append(true).open(&path).expect("open segment");
+        std::io::Write::write_all(&mut file, &bytes[..bytes.len() / 2]).expect("write");
+        drop(file);
 
         let mut log = open_log(dir.path()).await;
-        assert_eq!(log.try_get_log_entries(1..2).await.expect("read"), [entry(1, 1)]);
-        let err = log.try_get_log_entries(2..3).await.expect_err("garbage");
-        assert!(err.to_string().contains("corrupt log entry 2"), "{err}");
-        let err = log.try_get_log_entries(3..4).await.expect_err("misplaced");
-        assert!(err.to_string().contains("stored at index 3 says index 7"), "{err}");
+        assert_eq!(log.get_log_state().await.expect("state").last_log_id, Some(log_id(1, 3)));
+        log.blocking_append([entry(2, 4)]).await.expect("append after repair");
+        drop(log);
+        let mut log = open_log(dir.path()).await;
+        let ids: Vec<u64> = log.try_get_log_entries(..).await.expect("read").iter().map(|e| e.log_id.index).collect();
+        assert_eq!(ids, [1, 2, 3, 4]);
+    }
+
+    #[tokio::test]
+    async fn damage_inside_the_log_is_an_error_not_a_silent_cut() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let mut log = open_log(dir.path()).await;
+        log.blocking_append((1..=3).map(|i| entry(1, i))).await.expect("append");
+        drop(log);
+        // Flip a byte of the first record's payload: acknowledged entries follow it.
+        let path = segment(dir.path());
+        let mut bytes = std::fs::read(&path).expect("read");
+        bytes[10] ^= 0xff;
+        std::fs::write(&path, &bytes).expect("write");
+        let err = crate::open(dir.path()).await.expect_err("damaged log");
+        assert!(err.to_string().contains("checksum mismatch"), "{err}");
+
+        // Garbage instead of a length field is damage too, never a reason to drop what follows.
+        bytes[10] ^= 0xff;
+        bytes[0..4].copy_from_slice(&u32::MAX.to_le_bytes());
+        std::fs::write(&path, &bytes).expect("write");
+        let err = crate::open(dir.path()).await.expect_err("damaged log");
+        assert!(err.to_string().contains("impossible record length"), "{err}");
+    }
+
+    #[tokio::test]
+    async fn a_log_purged_past_its_end_restarts_at_the_next_index() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let mut log = open_log(dir.path()).await;
+        log.blocking_append((1..=3).map(|i| entry(1, i))).await.expect("append");
+        // As after installing a snapshot that covers more than the local log.
+        log.purge(log_id(2, 50)).await.expect("purge");
+        let state = log.get_log_state().await.expect("state");
+        assert_eq!((state.last_purged_log_id, state.last_log_id), (Some(log_id(2, 50)), Some(log_id(2, 50))));
+        log.blocking_append([entry(2, 51), entry(2, 52)]).await.expect("append");
+        let err = log.blocking_append([entry(2, 51)]).await.expect_err("an overwrite");
+        assert!(err.to_string().contains("where entry 53 comes next"), "{err}");
+        drop(log);
+        let mut log = open_log(dir.path()).await;
+        assert_eq!(log.try_get_log_entries(..).await.expect("read"), [entry(2, 51), entry(2, 52)]);
+    }
+
+    #[tokio::test]
+    async fn segments_roll_and_truncate_and_purge_across_them() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let mut log = open_log(dir.path()).await;
+        // Entries big enough that a few segments fill up.
+        let big = |index: u64| {
+            let command = Command::RevokeJoinToken { id: "x".repeat((wal::SEGMENT_BYTES / 4) as usize) };
+            Entry { log_id: log_id(1, index), payload: EntryPayload::Normal(command) }
+        };
+        for index in 1..=10 {
+            log.blocking_append([big(index)]).await.expect("append");
+        }
+        let segments = || std::fs::read_dir(dir.path().join(wal::WAL_DIR)).expect("dir").count();
+        assert!(segments() >= 3, "{} segments", segments());
+        log.truncate(log_id(1, 6)).await.expect("truncate");
+        log.purge(log_id(1, 4)).await.expect("purge");
+        drop(log);
+        let mut log = open_log(dir.path()).await;
+        let ids: Vec<u64> = log.try_get_log_entries(..).await.expect("read").iter().map(|e| e.log_id.index).collect();
+        assert_eq!(ids, [5]);
+        assert!(segments() <= 2, "{} segments", segments());
+    }
+
+    #[tokio::test]
+    async fn a_format_1_store_moves_its_log_into_segments() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        {
+            let db = db::open(dir.path()).expect("open db");
+            let txn = db.begin_write().expect("txn");
+            {
+                let mut table = txn.open_table(LOG).expect("table");
+                for index in 3..=5 {
+                    let bytes = db::encode("entry", &entry(1, index)).expect("encode");
+                    table.insert(index, bytes.as_slice()).expect("insert");
+                }
+                let purged = db::encode("purged", &log_id(1, 2)).expect("encode");
+                let mut meta = txn.open_table(META).expect("meta");
+                meta.insert(META_LAST_PURGED, purged.as_slice()).expect("insert");
+                meta.insert(META_FORMAT, [1u8].as_slice()).expect("insert");
+            }
+            txn.commit().expect("commit");
+        }
+        let mut log = open_log(dir.path()).await;
+        let ids: Vec<u64> = log.try_get_log_entries(..).await.expect("read").iter().map(|e| e.log_id.index).collect();
+        assert_eq!(ids, [3, 4, 5]);
+        drop(log);
+        let db = db::open(dir.path()).expect("open db");
+        let txn = db.begin_read().expect("txn");
+        assert_eq!(txn.open_table(LOG).expect("table").len().expect("len"), 0);
+        let format = txn.open_table(META).expect("meta").get(META_FORMAT).expect("get").map(|v| v.value().to_vec());
+        assert_eq!(format, Some(vec![db::FORMAT]));
     }
 
     #[tokio::test]

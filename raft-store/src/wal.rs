@@ -1,0 +1,465 @@
+//! The Raft log's entries on disk: append-only segment files in `DIR/raft-log/`, one record per
+//! entry, and the in-memory index of where each record starts. An append is one `write` at the
+//! end of the active segment and one `fdatasync`; a B-tree commit per append (redb) wrote about
+//! ten scattered pages per entry and cost every write two to four times as much on the leader
+//! and again on each follower.
+//!
+//! Record: `len: u32 LE | crc32(payload): u32 LE | payload` (the codec-encoded `Entry`).
+//! Segment `NNNNNNNNNNNNNNNNNNNN.wal` holds consecutive entries starting at index `N`; a new
+//! segment starts once the active one passes [`SEGMENT_BYTES`], after a purge emptied the log,
+//! or when the log restarts at a later index. Crash safety, by operation:
+//! - append: the bytes, then `fdatasync`, then the caller hears of it. A crash mid-append leaves
+//!   a torn last record, which [`Wal::open`] cuts off (it was never acknowledged).
+//! - truncate: later segments are unlinked first, last to first, then the segment holding the
+//!   cut is shortened; an interrupted truncate leaves a shorter log with no hole.
+//! - purge: the caller records the purge point (in redb) before whole segments are unlinked;
+//!   leftovers are unlinked at the next open.
+
+use std::collections::BTreeMap;
+use std::fs::{self, File, OpenOptions};
+use std::os::unix::fs::FileExt;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use crate::db;
+use crate::{Entry, LogId, StoreError};
+
+/// Directory of the segment files inside the data directory.
+pub(crate) const WAL_DIR: &str = "raft-log";
+/// A new segment is started once the active one is at least this long.
+pub(crate) const SEGMENT_BYTES: u64 = 32 << 20;
+const HEADER: usize = 8;
+/// Longest record read back. Group commit bounds an entry at about 4 MiB; a larger length field
+/// is garbage.
+const MAX_RECORD: usize = 64 << 20;
+
+struct Segment {
+    path: PathBuf,
+    /// Shared with an append in progress, which writes and syncs without holding the lock.
+    file: Arc<File>,
+    /// Byte offset of each record and the log id it holds, in index order.
+    records: Vec<(u64, LogId)>,
+    /// Bytes in use (records end here; the file is never longer after `open`).
+    len: u64,
+}
+
+impl Segment {
+    fn first_index(&self) -> Option<u64> {
+        self.records.first().map(|(_, id)| id.index)
+    }
+
+    fn last_id(&self) -> Option<LogId> {
+        self.records.last().map(|(_, id)| *id)
+    }
+}
+
+/// The segment files and their index. Not synchronised: [`crate::LogStore`] puts it behind a
+/// lock and runs its methods on the blocking pool.
+pub(crate) struct Wal {
+    dir: PathBuf,
+    /// Entries at or below this index are purged: never read, even while still stored.
+    purged: Option<u64>,
+    /// Keyed by the first index the segment was created for (its file name).
+    segments: BTreeMap<u64, Segment>,
+}
+
+fn segment_path(dir: &Path, first: u64) -> PathBuf {
+    dir.join(format!("{first:020}.wal"))
+}
+
+fn io_error(what: impl Into<String>, source: std::io::Error) -> StoreError {
+    StoreError::Io { what: what.into(), source }
+}
+
+fn sync_dir(dir: &Path) -> Result<(), StoreError> {
+    File::open(dir).and_then(|d| d.sync_all()).map_err(|e| io_error(format!("fsync of {}", dir.display()), e))
+}
+
+/// Records ready to append: their bytes, and where in them each entry's record starts.
+pub(crate) type Encoded = (Vec<u8>, Vec<(usize, LogId)>);
+
+/// Encodes `entries` as records, in order.
+pub(crate) fn encode_records(entries: &[Entry]) -> Result<Encoded, StoreError> {
+    let mut bytes = Vec::new();
+    let mut at = Vec::with_capacity(entries.len());
+    for entry in entries {
+        let payload = db::encode("log entry", entry)?;
+        let len = u32::try_from(payload.len())
+            .ok()
+            .filter(|&len| len as usize <= MAX_RECORD)
+            .ok_or_else(|| StoreError::Inconsistent(format!("log entry {} is too large to store", entry.log_id)))?;
+        at.push((bytes.len(), entry.log_id));
+        bytes.extend_from_slice(&len.to_le_bytes());
+        bytes.extend_from_slice(&crc32fast::hash(&payload).to_le_bytes());
+        bytes.extend_from_slice(&payload);
+    }
+    Ok((bytes, at))
+}
+
+/// What scanning a segment's bytes found.
+enum Scan {
+    /// Every byte is a good record.
+    Clean,
+    /// A torn last record from `at` on (cut off when in the last segment).
+    TornAt(u64),
+}
+
+/// Decodes one record's payload at `offset` of `bytes` (the record's header is checked first).
+fn decode_record(bytes: &[u8], offset: usize, what: &dyn Fn() -> String) -> Result<(Entry, usize), RecordError> {
+    let header = bytes.get(offset..offset + HEADER).ok_or(RecordError::Short)?;
+    let len = u32::from_le_bytes([header[0], header[1], header[2], header[3]]) as usize;
+    let crc = u32::from_le_bytes([header[4], header[5], header[6], header[7]]);
+    if len == 0 || len > MAX_RECORD {
+        return Err(RecordError::BadLength(len));
+    }
+    let payload = bytes.get(offset + HEADER..offset + HEADER + len).ok_or(RecordError::Short)?;
+    if crc32fast::hash(payload) != crc {
+        return Err(RecordError::Checksum);
+    }
+    let entry: Entry = db::decode(what(), payload).map_err(RecordError::Store)?;
+    Ok((entry, HEADER + len))
+}
+
+enum RecordError {
+    Short,
+    BadLength(usize),
+    Checksum,
+    Store(StoreError),
+}
+
+impl Wal {
+    /// Opens `data_dir/raft-log`, creating it when missing: reads every segment, drops segments
+    /// wholly at or below `last_purged`, cuts a torn record off the end of the last segment, and
+    /// checks that the entries are consecutive.
+    pub(crate) fn open(data_dir: &Path, last_purged: Option<u64>) -> Result<Self, StoreError> {
+        let dir = data_dir.join(WAL_DIR);
+        fs::create_dir_all(&dir).map_err(|source| StoreError::CreateDir { path: dir.clone(), source })?;
+        let mut names = Vec::new();
+        for item in fs::read_dir(&dir).map_err(|e| io_error(format!("listing {}", dir.display()), e))? {
+            let item = item.map_err(|e| io_error(format!("listing {}", dir.display()), e))?;
+            let name = item.file_name();
+            let Some(first) = name.to_str().and_then(|n| n.strip_suffix(".wal")).and_then(|n| n.parse::<u64>().ok())
+            else {
+                continue;
+            };
+            names.push(first);
+        }
+        names.sort_unstable();
+        let mut wal = Self { dir, purged: last_purged, segments: BTreeMap::new() };
+        let count = names.len();
+        for (position, first) in names.into_iter().enumerate() {
+            let is_last = position + 1 == count;
+            let segment = wal.load_segment(first, is_last)?;
+            wal.segments.insert(first, segment);
+        }
+        // Segments wholly purged (a purge that crashed before unlinking them) go now.
+        if let Some(purged) = last_purged {
+            let whole: Vec<u64> = wal
+                .segments
+                .iter()
+                .filter(|(_, s)| s.last_id().is_none_or(|id| id.index <= purged))
+                .map(|(first, _)| *first)
+                .collect();
+            let removed = !whole.is_empty();
+            for first in whole {
+                wal.unlink(first)?;
+            }
+            if removed {
+                sync_dir(&wal.dir)?;
+            }
+        }
+        // Segments must not overlap. A gap between two is allowed: openraft's storage suite
+        // appends with holes, and a log purged past its end restarts at a later index.
+        let mut expected: Option<u64> = None;
+        for segment in wal.segments.values() {
+            let Some(first) = segment.first_index() else {
+                continue;
+            };
+            if let Some(expected) = expected.filter(|&e| first < e) {
+                return Err(StoreError::Inconsistent(format!(
+                    "{} starts at log index {first}, but the segment before it ends at {}",
+                    segment.path.display(),
+                    expected - 1
+                )));
+            }
+            expected = segment.last_id().map(|id| id.index + 1);
+        }
+        Ok(wal)
+    }
+
+    fn load_segment(&self, first: u64, is_last: bool) -> Result<Segment, StoreError> {
+        let path = segment_path(&self.dir, first);
+        let file = OpenOptions::new()
+            .read(true)
+            .write(true)
+            .open(&path)
+            .map_err(|e| io_error(format!("opening {}", path.display()), e))?;
+        let bytes = fs::read(&path).map_err(|e| io_error(format!("reading {}", path.display()), e))?;
+        let mut records = Vec::new();
+        let mut offset = 0usize;
+        let mut scan = Scan::Clean;
+        while offset < bytes.len() {
+            let index = first + records.len() as u64;
+            let what = || format!("log entry {index} in {}", path.display());
+            match decode_record(&bytes, offset, &what) {
+                Ok((entry, used)) => {
+                    if entry.log_id.index != index {
+                        return Err(StoreError::Inconsistent(format!(
+                            "{} holds log entry {} where entry {index} belongs",
+                            path.display(),
+                            entry.log_id
+                        )));
+                    }
+                    records.push((offset as u64, entry.log_id));
+                    offset += used;
+                }
+                Err(error) => {
+                    // A torn append: the record runs past the end of the file, or it is the
+                    // last thing in the file and its bytes do not check out, or the file was
+                    // extended but the data never reached the disk (zeros to the end).
+                    // A length field that is merely implausible is damage, not a torn append:
+                    // cutting there could drop acknowledged entries after it.
+                    let rest = &bytes[offset..];
+                    let torn = match error {
+                        RecordError::Short => true,
+                        RecordError::Checksum => decode_len(rest).is_none_or(|len| HEADER + len >= rest.len()),
+                        RecordError::BadLength(_) | RecordError::Store(_) => false,
+                    } || rest.iter().all(|&b| b == 0);
+                    if is_last && torn {
+                        scan = Scan::TornAt(offset as u64);
+                        break;
+                    }
+                    return Err(match error {
+                        RecordError::Store(e) => e,
+                        RecordError::Short => StoreError::Inconsistent(format!("{}: record cut short", what())),
+                        RecordError::BadLength(len) => {
+                            StoreError::Inconsistent(format!("{}: impossible record length {len}", what()))
+                        }
+                        RecordError::Checksum => {
+                            StoreError::Inconsistent(format!("{}: checksum mismatch (damaged on disk)", what()))
+                        }
+                    });
+                }
+            }
+        }
+        let mut len = bytes.len() as u64;
+        if let Scan::TornAt(at) = scan {
+            tracing::warn!(file = %path.display(), offset = at, bytes = len - at, "cutting off a torn, unacknowledged log append");
+            file.set_len(at)
+                .and_then(|()| file.sync_all())
+                .map_err(|e| io_error(format!("repairing {}", path.display()), e))?;
+            len = at;
+        }
+        Ok(Segment { path, file: Arc::new(file), records, len })
+    }
+
+    fn unlink(&mut self, first: u64) -> Result<(), StoreError> {
+        if let Some(segment) = self.segments.remove(&first) {
+            fs::remove_file(&segment.path).map_err(|e| io_error(format!("removing {}", segment.path.display()), e))?;
+        }
+        Ok(())
+    }
+
+    pub(crate) fn last_id(&self) -> Option<LogId> {
+        self.segments.values().rev().find_map(Segment::last_id)
+    }
+
+    /// Appends already-encoded records (from [`encode_records`]) and makes them durable.
+    pub(crate) fn append(&mut self, bytes: &[u8], at: &[(usize, LogId)]) -> Result<(), StoreError> {
+        let Some(pending) = self.prepare_append(at)? else {
+            return Ok(());
+        };
+        pending.write(bytes)?;
+        self.finish_append(&pending, bytes, at)
+    }
+
+    /// The first half of an append: checks the indexes and picks (or starts) the segment. The
+    /// caller then writes with [`PendingAppend::write`], which needs no access to the index, so
+    /// readers are not held up by the `fdatasync`, and ends with [`Wal::finish_append`]. Appends
+    /// must not interleave (the caller serialises them).
+    pub(crate) fn prepare_append(&mut self, at: &[(usize, LogId)]) -> Result<Option<PendingAppend>, StoreError> {
+        let Some(&(_, first_id)) = at.first() else {
+            return Ok(None);
+        };
+        let next = self.last_id().map(|id| id.index + 1);
+        if let Some(next) = next.filter(|&next| first_id.index < next) {
+            return Err(StoreError::Inconsistent(format!(
+                "append of log entry {first_id} where entry {next} comes next (truncate first)"
+            )));
+        }
+        // A later index than the next one (a log purged past its end) starts its own segment,
+        // since a segment's entries are consecutive.
+        let roll = match self.segments.values().next_back() {
+            None => true,
+            Some(active) => active.len >= SEGMENT_BYTES || active.records.is_empty() || next != Some(first_id.index),
+        };
+        if roll {
+            let path = segment_path(&self.dir, first_id.index);
+            let file = OpenOptions::new()
+                .read(true)
+                .write(true)
+                .create(true)
+                .truncate(true)
+                .open(&path)
+                .map_err(|e| io_error(format!("creating {}", path.display()), e))?;
+            // The new name must be durable too, or a crash could lose the file with its entries.
+            sync_dir(&self.dir)?;
+            // An empty active segment (everything purged) is replaced by this one.
+            if let Some((&old, active)) = self.segments.iter().next_back() {
+                if active.records.is_empty() && old != first_id.index {
+                    self.unlink(old)?;
+                }
+            }
+            self.segments.insert(first_id.index, Segment { path, file: Arc::new(file), records: Vec::new(), len: 0 });
+        }
+        let Some((&first, active)) = self.segments.iter().next_back() else {
+            return Err(StoreError::Inconsistent("no active log segment".into()));
+        };
+        Ok(Some(PendingAppend {
+            segment: first,
+            file: active.file.clone(),
+            path: active.path.clone(),
+            start: active.len,
+        }))
+    }
+
+    /// The second half of an append, once its bytes are durable: they become readable.
+    pub(crate) fn finish_append(
+        &mut self,
+        pending: &PendingAppend,
+        bytes: &[u8],
+        at: &[(usize, LogId)],
+    ) -> Result<(), StoreError> {
+        let Some(active) = self.segments.get_mut(&pending.segment).filter(|s| s.len == pending.start) else {
+            return Err(StoreError::Inconsistent("the log changed during an append".into()));
+        };
+        active.len = pending.start + bytes.len() as u64;
+        active.records.extend(at.iter().map(|&(offset, id)| (pending.start + offset as u64, id)));
+        Ok(())
+    }
+}
+
+/// An append between [`Wal::prepare_append`] and [`Wal::finish_append`].
+pub(crate) struct PendingAppend {
+    segment: u64,
+    file: Arc<File>,
+    path: PathBuf,
+    start: u64,
+}
+
+impl PendingAppend {
+    /// Writes the records at the end of the segment and waits for `fdatasync`.
+    pub(crate) fn write(&self, bytes: &[u8]) -> Result<(), StoreError> {
+        let written = self
+            .file
+            .write_all_at(bytes, self.start)
+            .and_then(|()| self.file.sync_data())
+            .map_err(|e| io_error(format!("appending to {}", self.path.display()), e));
+        if written.is_err() {
+            // Whatever part reached the file is cut off again (best effort; open would too).
+            let _ = self.file.set_len(self.start);
+        }
+        written
+    }
+}
+
+impl Wal {
+    /// Deletes every entry at or after `index`, durably.
+    pub(crate) fn truncate(&mut self, index: u64) -> Result<(), StoreError> {
+        let later: Vec<u64> = self
+            .segments
+            .iter()
+            .rev()
+            .filter(|(_, s)| s.first_index().is_some_and(|first| first >= index))
+            .map(|(first, _)| *first)
+            .collect();
+        let removed = !later.is_empty();
+        for first in later {
+            self.unlink(first)?;
+        }
+        if removed {
+            sync_dir(&self.dir)?;
+        }
+        if let Some(segment) = self.segments.values_mut().next_back() {
+            let keep = segment.records.partition_point(|(_, id)| id.index < index);
+            if keep < segment.records.len() {
+                let cut = segment.records[keep].0;
+                segment
+                    .file
+                    .set_len(cut)
+                    .and_then(|()| segment.file.sync_all())
+                    .map_err(|e| io_error(format!("truncating {}", segment.path.display()), e))?;
+                segment.records.truncate(keep);
+                segment.len = cut;
+            }
+        }
+        Ok(())
+    }
+
+    /// Unlinks the segments whose entries are all at or below `index` (the caller has recorded
+    /// the purge point durably first). Entries at or below it in a kept segment stay on disk,
+    /// unread.
+    pub(crate) fn purge(&mut self, index: u64) -> Result<(), StoreError> {
+        self.purged = self.purged.max(Some(index));
+        let whole: Vec<u64> = self
+            .segments
+            .iter()
+            .filter(|(_, s)| s.last_id().is_none_or(|id| id.index <= index))
+            .map(|(first, _)| *first)
+            .collect();
+        let removed = !whole.is_empty();
+        for first in whole {
+            self.unlink(first)?;
+        }
+        if removed {
+            sync_dir(&self.dir)?;
+        }
+        Ok(())
+    }
+
+    /// The entries with indexes in `[start, end)`, in order (those not stored are skipped).
+    pub(crate) fn read(&self, start: u64, end: u64) -> Result<Vec<Entry>, StoreError> {
+        let mut entries = Vec::new();
+        let start = match self.purged {
+            Some(purged) => start.max(purged.saturating_add(1)),
+            None => start,
+        };
+        if start >= end {
+            return Ok(entries);
+        }
+        for segment in self.segments.values() {
+            let (Some(first), Some(last)) = (segment.first_index(), segment.last_id()) else {
+                continue;
+            };
+            if last.index < start || first >= end {
+                continue;
+            }
+            let from = (start.max(first) - first) as usize;
+            let to = (end.min(last.index + 1) - first) as usize;
+            let begin = segment.records[from].0;
+            let finish = segment.records.get(to).map_or(segment.len, |(offset, _)| *offset);
+            let mut bytes = vec![0u8; (finish - begin) as usize];
+            segment
+                .file
+                .read_exact_at(&mut bytes, begin)
+                .map_err(|e| io_error(format!("reading {}", segment.path.display()), e))?;
+            for &(offset, id) in &segment.records[from..to] {
+                let what = || format!("log entry {} in {}", id.index, segment.path.display());
+                let (entry, _) = decode_record(&bytes, (offset - begin) as usize, &what).map_err(|e| match e {
+                    RecordError::Store(e) => e,
+                    _ => StoreError::Inconsistent(format!("{}: damaged on disk since it was opened", what())),
+                })?;
+                if entry.log_id != id {
+                    return Err(StoreError::Inconsistent(format!("{} holds {} instead", what(), entry.log_id)));
+                }
+                entries.push(entry);
+            }
+        }
+        Ok(entries)
+    }
+}
+
+fn decode_len(rest: &[u8]) -> Option<usize> {
+    let header = rest.get(..4)?;
+    Some(u32::from_le_bytes([header[0], header[1], header[2], header[3]]) as usize)
+}
