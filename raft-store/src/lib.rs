@@ -13,8 +13,8 @@
 //!
 //! Durability: an append's callback fires only after its `fdatasync`; `save_vote` and `purge`
 //! return after their redb commit (`Durability::Immediate`). `save_committed` (called before
-//! every apply) is held in memory, written without fsync at most once a second and carried by
-//! the next vote or purge, so it may lag after a crash (openraft allows that). The state machine
+//! every apply) is held in memory and written at most once a second (and with any vote or
+//! purge), so after a crash it lags by up to about a second of commits (openraft allows that). The state machine
 //! itself is in memory: it is rebuilt from the last persisted snapshot on open, and openraft
 //! re-applies the committed log after it.
 #![forbid(unsafe_code)]

@@ -13,7 +13,7 @@ use std::time::{Duration, Instant};
 
 use openraft::storage::{LogFlushed, RaftLogStorage};
 use openraft::{ErrorSubject, ErrorVerb, RaftLogReader};
-use redb::{Database, Durability, ReadableDatabase, ReadableTableMetadata, WriteTransaction};
+use redb::{Database, ReadableDatabase, ReadableTableMetadata, WriteTransaction};
 
 use crate::db::{self, LOG, META, META_COMMITTED, META_FORMAT, META_LAST_PURGED, META_VOTE};
 use crate::wal::{self, Wal};
@@ -147,23 +147,14 @@ fn carry_committed(txn: &WriteTransaction, committed: Option<&[u8]>) -> Result<(
     Ok(())
 }
 
-// Every redb write below commits with redb's default Durability::Immediate (fsynced when `commit`
-// returns), except `write_committed`.
+// Every redb write below commits with redb's default Durability::Immediate: fsynced when `commit`
+// returns. (`Durability::None` is no cheaper way to keep the committed id: redb's recovery after
+// a killed process goes back to the last durable commit, so such a write is simply lost.)
 
 fn write_meta(db: &Database, key: &'static str, bytes: &[u8], committed: Option<&[u8]>) -> Result<(), StoreError> {
     let txn = db.begin_write()?;
     txn.open_table(META)?.insert(key, bytes)?;
     carry_committed(&txn, committed)?;
-    txn.commit()?;
-    Ok(())
-}
-
-/// The committed id alone, without an fsync: it becomes durable with the next durable commit
-/// (vote, purge), and a crash before that only makes it lag.
-fn write_committed(db: &Database, committed: &[u8]) -> Result<(), StoreError> {
-    let mut txn = db.begin_write()?;
-    txn.set_durability(Durability::None)?;
-    carry_committed(&txn, Some(committed))?;
     txn.commit()?;
     Ok(())
 }
@@ -283,11 +274,13 @@ impl RaftLogStorage<TypeConfig> for LogStore {
         self.vote().await.map_err(|e| e.into_raft(ErrorSubject::Vote, ErrorVerb::Read))
     }
 
-    /// Held in memory; written (without fsync) at most once a second, and carried durably by the
-    /// next vote or purge. openraft calls this before it applies each commit, on every node: a
-    /// durable write each time would cost every commit an fsync. A committed id that lags after
-    /// a crash only means openraft re-applies fewer entries at start and learns the rest from
-    /// the leader; it is never ahead of a real commit.
+    /// Held in memory, written durably at most once a second (and carried by any vote or purge
+    /// meanwhile). openraft calls this before it applies each commit, on every node: a durable
+    /// write each time would cost every commit an fsync. After a crash the stored id lags by at
+    /// most about a second of commits: at start openraft re-applies the log up to it, so a
+    /// restarted node serves the config it last served (give or take that second) even before
+    /// it reaches a leader, and learns the rest from the leader. It is never ahead of a real
+    /// commit.
     async fn save_committed(&mut self, committed: Option<LogId>) -> Result<(), StorageError> {
         let due = {
             let mut state = self.committed_state();
@@ -302,7 +295,7 @@ impl RaftLogStorage<TypeConfig> for LogStore {
             let bytes = db::encode("committed log id", &committed)
                 .map_err(|e| e.into_raft(ErrorSubject::Store, ErrorVerb::Write))?;
             let db = self.db.clone();
-            db::blocking(move || write_committed(&db, &bytes))
+            db::blocking(move || write_meta(&db, META_COMMITTED, &bytes, None))
                 .await
                 .map_err(|e| e.into_raft(ErrorSubject::Store, ErrorVerb::Write))?;
         }

@@ -21,6 +21,9 @@ use openraft::{CommittedLeaderId, RaftLogReader};
 /// Set (to the store directory) only in the re-executed writer process.
 const WRITER_DIR_ENV: &str = "GANTRY_RAFT_STORE_CRASH_WRITER_DIR";
 const WRITER_SEED_ENV: &str = "GANTRY_RAFT_STORE_CRASH_WRITER_SEED";
+/// Set to `hang-after-committed` to make the writer stop (and wait to be killed) right after it
+/// saved its first committed log id, with no later vote or purge to carry it.
+const WRITER_MODE_ENV: &str = "GANTRY_RAFT_STORE_CRASH_WRITER_MODE";
 /// Prefix of the writer's acknowledgement lines (libtest may print around them).
 const MARK: &str = "crash-writer:";
 const NODE: u64 = 1;
@@ -83,6 +86,7 @@ async fn write_forever(dir: &Path, seed: u64) {
     println!("{MARK} vote {term}");
     // (index, term) of entries written by this process, to purge by log id.
     let mut written: VecDeque<(u64, u64)> = VecDeque::new();
+    let mut saved_committed = false;
     loop {
         let batch = 1 + rng.below(8);
         let entries: Vec<Entry> = (next..next + batch)
@@ -93,6 +97,16 @@ async fn write_forever(dir: &Path, seed: u64) {
         written.extend((next..next + batch).map(|index| (index, term)));
         next += batch;
         println!("{MARK} ack {}", next - 1);
+        if !saved_committed {
+            // The first committed id of a run is written before `save_committed` returns (later
+            // ones at most once a second): a restarted node must find it.
+            log.save_committed(Some(log_id(term, next - 1))).await.expect("writer: save committed");
+            saved_committed = true;
+            println!("{MARK} committed {}", next - 1);
+            if std::env::var(WRITER_MODE_ENV).is_ok_and(|mode| mode == "hang-after-committed") {
+                std::future::pending::<()>().await;
+            }
+        }
         if rng.below(16) == 0 {
             term += 1;
             log.save_vote(&Vote::new(term, NODE)).await.expect("writer: save vote");
@@ -118,6 +132,7 @@ struct Acked {
     index: u64,
     vote_term: u64,
     purged: u64,
+    committed: u64,
     lines: u64,
 }
 
@@ -136,6 +151,7 @@ impl Acked {
             }
             "vote" => self.vote_term = self.vote_term.max(value),
             "purged" => self.purged = self.purged.max(value),
+            "committed" => self.committed = self.committed.max(value),
             other => panic!("unknown writer line kind {other:?}"),
         }
     }
@@ -144,11 +160,16 @@ impl Acked {
 /// Runs the writer on `dir` until it acknowledged `acks` appends, waits a random sliver so the
 /// kill lands mid-write, SIGKILLs it and returns everything it acknowledged before dying.
 fn run_and_kill(dir: &Path, seed: u64, acks: u64, extra_micros: u64) -> Acked {
+    run_and_kill_in_mode(dir, seed, acks, extra_micros, "")
+}
+
+fn run_and_kill_in_mode(dir: &Path, seed: u64, acks: u64, extra_micros: u64, mode: &str) -> Acked {
     let exe = std::env::current_exe().expect("test binary path");
     let mut child = Process::new(exe)
         .args(["crash_writer_child", "--exact", "--ignored", "--nocapture", "--test-threads=1"])
         .env(WRITER_DIR_ENV, dir)
         .env(WRITER_SEED_ENV, seed.to_string())
+        .env(WRITER_MODE_ENV, mode)
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
         .stderr(Stdio::inherit())
@@ -167,7 +188,8 @@ fn run_and_kill(dir: &Path, seed: u64, acks: u64, extra_micros: u64) -> Acked {
 
     let mut acked = Acked::default();
     let deadline = Instant::now() + Duration::from_secs(20);
-    while acked.lines < acks {
+    let enough = |acked: &Acked| acked.lines >= acks && (mode.is_empty() || acked.committed > 0);
+    while !enough(&acked) {
         let left = deadline.saturating_duration_since(Instant::now());
         match rx.recv_timeout(left) {
             Ok(line) => acked.record(&line),
@@ -204,6 +226,11 @@ async fn verify(dir: &Path, acked: &Acked) -> u64 {
         "acknowledged vote term {} lost: store has {vote}",
         acked.vote_term
     );
+
+    if acked.committed > 0 {
+        let committed = log.read_committed().await.expect("read committed").map_or(0, |id| id.index);
+        assert!(committed >= acked.committed, "saved committed id {} lost: store has {committed}", acked.committed);
+    }
 
     let state = log.get_log_state().await.expect("log state");
     let purged = state.last_purged_log_id.map_or(0, |id| id.index);
@@ -251,4 +278,18 @@ fn killed_writer_loses_nothing_acknowledged() {
         );
     }
     assert!(started.elapsed() < Duration::from_secs(30), "crash test took {:?}", started.elapsed());
+}
+
+/// A committed log id that `save_committed` wrote is there after a SIGKILL, even when no vote
+/// or purge followed it: a restarted node re-applies its log up to it and serves the config it
+/// served before, without waiting for a leader.
+#[test]
+fn a_saved_committed_id_survives_a_kill() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().expect("runtime");
+    for round in 0..3 {
+        let acked = run_and_kill_in_mode(dir.path(), 11 + round, 1, 0, "hang-after-committed");
+        assert!(acked.committed > 0, "round {round}: the writer never saved a committed id: {acked:?}");
+        runtime.block_on(verify(dir.path(), &acked));
+    }
 }
