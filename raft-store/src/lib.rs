@@ -13,8 +13,9 @@
 //!
 //! Durability: an append's callback fires only after its `fdatasync`; `save_vote` and `purge`
 //! return after their redb commit (`Durability::Immediate`). `save_committed` (called before
-//! every apply) is held in memory and written at most once a second (and with any vote or
-//! purge), so after a crash it lags by up to about a second of commits (openraft allows that). The state machine
+//! every apply) is held in memory and written by a background task a second later (and with any
+//! vote or purge), so after a crash it lags by up to about a second of commits (openraft allows
+//! that). The state machine
 //! itself is in memory: it is rebuilt from the last persisted snapshot on open, and openraft
 //! re-applies the committed log after it.
 #![forbid(unsafe_code)]
@@ -29,7 +30,7 @@ mod state_machine;
 mod wal;
 
 pub use error::StoreError;
-pub use log_store::LogStore;
+pub use log_store::{LogStore, COMMITTED_FLUSH_DELAY};
 pub use state_machine::{AppliedState, SnapshotBuilder, StateMachineStore};
 
 /// The openraft crate this storage is built for, so the node names the same version.

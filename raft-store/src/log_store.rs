@@ -9,7 +9,7 @@ use std::fmt::Debug;
 use std::ops::{Bound, RangeBounds};
 use std::path::Path;
 use std::sync::{Arc, Mutex, RwLock};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use openraft::storage::{LogFlushed, RaftLogStorage};
 use openraft::{ErrorSubject, ErrorVerb, RaftLogReader};
@@ -19,16 +19,16 @@ use crate::db::{self, LOG, META, META_COMMITTED, META_FORMAT, META_LAST_PURGED, 
 use crate::wal::{self, Wal};
 use crate::{Entry, LogId, LogState, StorageError, StoreError, TypeConfig, Vote};
 
-/// How often, at most, `save_committed` writes the committed log id by itself.
-const COMMITTED_WRITE_INTERVAL: Duration = Duration::from_secs(1);
+/// How long a committed log id saved by openraft waits before a background task writes it.
+pub const COMMITTED_FLUSH_DELAY: Duration = Duration::from_secs(1);
 
 /// The committed log id as saved in this run.
 #[derive(Default)]
 struct Committed {
     /// None: none saved yet in this run, the stored one stands.
     saved: Option<Option<LogId>>,
-    /// When it was last written to redb by `save_committed` itself.
-    written_at: Option<Instant>,
+    /// A background write of `saved` is scheduled.
+    flush_scheduled: bool,
 }
 
 /// The Raft log and vote. Cheap to clone: clones share the files and serve as openraft's log
@@ -274,30 +274,43 @@ impl RaftLogStorage<TypeConfig> for LogStore {
         self.vote().await.map_err(|e| e.into_raft(ErrorSubject::Vote, ErrorVerb::Read))
     }
 
-    /// Held in memory, written durably at most once a second (and carried by any vote or purge
-    /// meanwhile). openraft calls this before it applies each commit, on every node: a durable
-    /// write each time would cost every commit an fsync. After a crash the stored id lags by at
-    /// most about a second of commits: at start openraft re-applies the log up to it, so a
-    /// restarted node serves the config it last served (give or take that second) even before
+    /// Held in memory; a background task writes the latest one durably [`COMMITTED_FLUSH_DELAY`]
+    /// after the first save that found none scheduled, and any vote or purge carries it too.
+    /// openraft calls this before it applies each commit, on every node: a durable write there
+    /// would put an fsync on the path of every commit. After a crash the stored id lags by at
+    /// most about that delay: at start openraft re-applies the log up to it, so a restarted node
+    /// serves the config it served before (give or take the last second of commits) even before
     /// it reaches a leader, and learns the rest from the leader. It is never ahead of a real
     /// commit.
     async fn save_committed(&mut self, committed: Option<LogId>) -> Result<(), StorageError> {
-        let due = {
+        let schedule = {
             let mut state = self.committed_state();
             state.saved = Some(committed);
-            let due = state.written_at.is_none_or(|at| at.elapsed() >= COMMITTED_WRITE_INTERVAL);
-            if due {
-                state.written_at = Some(Instant::now());
-            }
-            due
+            !std::mem::replace(&mut state.flush_scheduled, true)
         };
-        if due {
-            let bytes = db::encode("committed log id", &committed)
-                .map_err(|e| e.into_raft(ErrorSubject::Store, ErrorVerb::Write))?;
-            let db = self.db.clone();
-            db::blocking(move || write_meta(&db, META_COMMITTED, &bytes, None))
-                .await
-                .map_err(|e| e.into_raft(ErrorSubject::Store, ErrorVerb::Write))?;
+        if schedule {
+            // A weak handle: a store being closed must not be held open by its flush.
+            let db = Arc::downgrade(&self.db);
+            let state = self.committed.clone();
+            tokio::spawn(async move {
+                tokio::time::sleep(COMMITTED_FLUSH_DELAY).await;
+                let pending = {
+                    let mut state = state.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+                    state.flush_scheduled = false;
+                    state.saved
+                };
+                let (Some(committed), Some(db)) = (pending, db.upgrade()) else {
+                    return;
+                };
+                let written = match db::encode("committed log id", &committed) {
+                    Ok(bytes) => db::blocking(move || write_meta(&db, META_COMMITTED, &bytes, None)).await,
+                    Err(e) => Err(e),
+                };
+                if let Err(error) = written {
+                    // The next save schedules another write; a vote or purge carries it too.
+                    tracing::warn!(%error, "cannot persist the committed log id; it lags until the next write");
+                }
+            });
         }
         Ok(())
     }
@@ -398,12 +411,12 @@ mod tests {
         let dir = tempfile::tempdir().expect("tempdir");
         let mut log = open_log(dir.path()).await;
         log.blocking_append((1..=10).map(|i| entry(1, i))).await.expect("append");
-        log.save_vote(&Vote::new(3, 2)).await.expect("vote");
         log.purge(log_id(1, 4)).await.expect("purge");
         log.truncate(log_id(1, 9)).await.expect("truncate");
         log.save_committed(Some(log_id(1, 7))).await.expect("committed");
-        // The committed id is held in memory; the next durable write carries it.
         log.blocking_append([entry(2, 9)]).await.expect("append");
+        // The committed id is held in memory; a vote carries it at once.
+        log.save_vote(&Vote::new(3, 2)).await.expect("vote");
         drop(log);
 
         let mut log = open_log(dir.path()).await;

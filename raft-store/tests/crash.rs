@@ -14,15 +14,16 @@ use std::sync::mpsc;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use gantry_proto::cluster::Command;
-use gantry_raft_store::{Entry, EntryPayload, LogId, Vote};
+use gantry_raft_store::{Entry, EntryPayload, LogId, Vote, COMMITTED_FLUSH_DELAY};
 use openraft::storage::{RaftLogStorage, RaftLogStorageExt};
 use openraft::{CommittedLeaderId, RaftLogReader};
 
 /// Set (to the store directory) only in the re-executed writer process.
 const WRITER_DIR_ENV: &str = "GANTRY_RAFT_STORE_CRASH_WRITER_DIR";
 const WRITER_SEED_ENV: &str = "GANTRY_RAFT_STORE_CRASH_WRITER_SEED";
-/// Set to `hang-after-committed` to make the writer stop (and wait to be killed) right after it
-/// saved its first committed log id, with no later vote or purge to carry it.
+/// Set to `hang-after-committed` to make the writer save a committed log id after its first
+/// append, wait for the background flush, and stop there (waiting to be killed) with no later
+/// vote or purge to carry the id.
 const WRITER_MODE_ENV: &str = "GANTRY_RAFT_STORE_CRASH_WRITER_MODE";
 /// Prefix of the writer's acknowledgement lines (libtest may print around them).
 const MARK: &str = "crash-writer:";
@@ -86,7 +87,6 @@ async fn write_forever(dir: &Path, seed: u64) {
     println!("{MARK} vote {term}");
     // (index, term) of entries written by this process, to purge by log id.
     let mut written: VecDeque<(u64, u64)> = VecDeque::new();
-    let mut saved_committed = false;
     loop {
         let batch = 1 + rng.below(8);
         let entries: Vec<Entry> = (next..next + batch)
@@ -97,15 +97,13 @@ async fn write_forever(dir: &Path, seed: u64) {
         written.extend((next..next + batch).map(|index| (index, term)));
         next += batch;
         println!("{MARK} ack {}", next - 1);
-        if !saved_committed {
-            // The first committed id of a run is written before `save_committed` returns (later
-            // ones at most once a second): a restarted node must find it.
+        if std::env::var(WRITER_MODE_ENV).is_ok_and(|mode| mode == "hang-after-committed") {
+            // Saved committed ids are written in the background after COMMITTED_FLUSH_DELAY;
+            // once that has passed, a restarted store must find it.
             log.save_committed(Some(log_id(term, next - 1))).await.expect("writer: save committed");
-            saved_committed = true;
+            tokio::time::sleep(COMMITTED_FLUSH_DELAY + Duration::from_millis(500)).await;
             println!("{MARK} committed {}", next - 1);
-            if std::env::var(WRITER_MODE_ENV).is_ok_and(|mode| mode == "hang-after-committed") {
-                std::future::pending::<()>().await;
-            }
+            std::future::pending::<()>().await;
         }
         if rng.below(16) == 0 {
             term += 1;
@@ -280,7 +278,7 @@ fn killed_writer_loses_nothing_acknowledged() {
     assert!(started.elapsed() < Duration::from_secs(30), "crash test took {:?}", started.elapsed());
 }
 
-/// A committed log id that `save_committed` wrote is there after a SIGKILL, even when no vote
+/// A committed log id saved a flush delay before a SIGKILL is there after it, even when no vote
 /// or purge followed it: a restarted node re-applies its log up to it and serves the config it
 /// served before, without waiting for a leader.
 #[test]

@@ -1,6 +1,7 @@
 //! The cluster across processes: bootstrap and two joins in three zones, config applied on a
 //! follower and served everywhere, leader kill -9 with writes continuing, restart and catch-up,
-//! snapshot install after compaction, refused joins and removed nodes, CAS and auth.
+//! a node restarted without a quorum serving its last config, snapshot install after compaction,
+//! refused joins and removed nodes, CAS and auth.
 
 use std::time::Duration;
 
@@ -162,6 +163,26 @@ async fn three_zones_apply_failover_and_catch_up() {
     let revisions: Vec<u64> =
         history["history"].as_array().into_iter().flatten().filter_map(|r| r["revision"].as_u64()).collect();
     assert_eq!(revisions, (1..=next_revision).collect::<Vec<_>>(), "same revision order everywhere");
+}
+
+/// A load balancer that restarts while its peers are down keeps serving the last config it
+/// served: the node re-applies its own log up to the committed id it stored, without a leader.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_node_restarted_without_a_quorum_serves_its_last_config() {
+    let backend = Backend::start("web").await;
+    let mut nodes = three_zone_cluster(&[]).await;
+    apply_first_revision(&nodes, &web_config(&backend, "before-outage")).await;
+    // Each node writes the committed log id in the background, a second after it changes.
+    tokio::time::sleep(gantry_raft_store::COMMITTED_FLUSH_DELAY + Duration::from_millis(500)).await;
+    for node in nodes.iter_mut() {
+        node.kill9();
+    }
+    let lone = &mut nodes[1];
+    lone.launch();
+    wait_serving(lone, 1).await;
+    let served = get(&lone.url("/")).await.expect("proxied");
+    assert_eq!(served.status, 200, "{}", served.text());
+    assert_eq!(served.header("x-backend"), Some("web"));
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

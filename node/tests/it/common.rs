@@ -236,7 +236,7 @@ impl Gantry {
         gantry
     }
 
-    fn launch(&mut self) {
+    pub fn launch(&mut self) {
         let append =
             |path: &PathBuf| std::fs::OpenOptions::new().create(true).append(true).open(path).expect("log file");
         let child = Command::new(env!("CARGO_BIN_EXE_gantry"))
