@@ -283,16 +283,18 @@ impl RaftLogStorage<TypeConfig> for LogStore {
     /// it reaches a leader, and learns the rest from the leader. It is never ahead of a real
     /// commit.
     async fn save_committed(&mut self, committed: Option<LogId>) -> Result<(), StorageError> {
+        // Outside a tokio runtime (never under openraft) the id waits for a vote or purge.
+        let runtime = tokio::runtime::Handle::try_current().ok();
         let schedule = {
             let mut state = self.committed_state();
             state.saved = Some(committed);
-            !std::mem::replace(&mut state.flush_scheduled, true)
+            runtime.is_some() && !std::mem::replace(&mut state.flush_scheduled, true)
         };
-        if schedule {
+        if let (true, Some(runtime)) = (schedule, runtime) {
             // A weak handle: a store being closed must not be held open by its flush.
             let db = Arc::downgrade(&self.db);
             let state = self.committed.clone();
-            tokio::spawn(async move {
+            runtime.spawn(async move {
                 tokio::time::sleep(COMMITTED_FLUSH_DELAY).await;
                 let pending = {
                     let mut state = state.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
@@ -517,6 +519,59 @@ mod tests {
         std::fs::write(&path, &bytes).expect("write");
         let err = crate::open(dir.path()).await.expect_err("damaged log");
         assert!(err.to_string().contains("impossible record length"), "{err}");
+    }
+
+    #[tokio::test]
+    async fn an_empty_last_segment_neither_blocks_truncate_nor_hides_entries() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let mut log = open_log(dir.path()).await;
+        log.blocking_append((1..=5).map(|i| entry(1, i))).await.expect("append");
+        drop(log);
+        // A crash right after the next segment was created, before anything reached it; and a
+        // file that is not a segment.
+        let wal_dir = dir.path().join(wal::WAL_DIR);
+        std::fs::write(wal_dir.join(format!("{:020}.wal", 6)), b"").expect("empty segment");
+        std::fs::write(wal_dir.join("6.wal"), b"not mine").expect("stray file");
+
+        let mut log = open_log(dir.path()).await;
+        assert_eq!(log.get_log_state().await.expect("state").last_log_id, Some(log_id(1, 5)));
+        log.truncate(log_id(1, 3)).await.expect("truncate");
+        log.blocking_append([entry(2, 3)]).await.expect("append after truncate");
+        drop(log);
+        let mut log = open_log(dir.path()).await;
+        let ids: Vec<LogId> = log.try_get_log_entries(..).await.expect("read").iter().map(|e| e.log_id).collect();
+        assert_eq!(ids, [log_id(1, 1), log_id(1, 2), log_id(2, 3)]);
+    }
+
+    #[tokio::test]
+    async fn an_append_that_skips_an_index_is_refused() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let mut log = open_log(dir.path()).await;
+        let err = log.blocking_append([entry(1, 1), entry(1, 3)]).await.expect_err("a hole inside one append");
+        assert!(err.to_string().contains("skips an index"), "{err}");
+        assert_eq!(log.get_log_state().await.expect("state").last_log_id, None);
+    }
+
+    #[tokio::test]
+    async fn zeros_inside_the_last_append_end_the_log_there() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let mut log = open_log(dir.path()).await;
+        log.blocking_append((1..=3).map(|i| entry(1, i))).await.expect("append");
+        drop(log);
+        // Entries 4..=6 as one append whose middle record never reached the disk (a power loss
+        // can keep later blocks of a write and lose earlier ones).
+        let (mut bytes, at) = wal::encode_records(&[entry(1, 4), entry(1, 5), entry(1, 6)]).expect("encode");
+        let (start, end) = (at[1].0, at[2].0);
+        bytes[start..end].fill(0);
+        let path = segment(dir.path());
+        let mut file = std::fs::OpenOptions::new().append(true).open(&path).expect("open segment");
+        std::io::Write::write_all(&mut file, &bytes).expect("write");
+        drop(file);
+
+        let mut log = open_log(dir.path()).await;
+        let ids: Vec<u64> = log.try_get_log_entries(..).await.expect("read").iter().map(|e| e.log_id.index).collect();
+        assert_eq!(ids, [1, 2, 3, 4]);
+        log.blocking_append([entry(2, 5)]).await.expect("the log goes on from there");
     }
 
     #[tokio::test]

@@ -9,7 +9,9 @@
 //! segment starts once the active one passes [`SEGMENT_BYTES`], after a purge emptied the log,
 //! or when the log restarts at a later index. Crash safety, by operation:
 //! - append: the bytes, then `fdatasync`, then the caller hears of it. A crash mid-append leaves
-//!   a torn last record, which [`Wal::open`] cuts off (it was never acknowledged).
+//!   a torn last record, or after a power loss a record header of zeros (blocks that never
+//!   reached the disk), which [`Wal::open`] takes as the end of the log and cuts off there (it
+//!   was never acknowledged). Other damage is an error, never a silent cut.
 //! - truncate: later segments are unlinked first, last to first, then the segment holding the
 //!   cut is shortened; an interrupted truncate leaves a shorter log with no hole.
 //! - purge: the caller records the purge point (in redb) before whole segments are unlinked;
@@ -67,6 +69,15 @@ fn segment_path(dir: &Path, first: u64) -> PathBuf {
     dir.join(format!("{first:020}.wal"))
 }
 
+/// The first index a segment file name stands for: exactly the names `segment_path` makes.
+fn segment_first_index(name: &str) -> Option<u64> {
+    let digits = name.strip_suffix(".wal")?;
+    if digits.len() != 20 || !digits.bytes().all(|b| b.is_ascii_digit()) {
+        return None;
+    }
+    digits.parse().ok()
+}
+
 fn io_error(what: impl Into<String>, source: std::io::Error) -> StoreError {
     StoreError::Io { what: what.into(), source }
 }
@@ -113,6 +124,7 @@ fn decode_record(bytes: &[u8], offset: usize, what: &dyn Fn() -> String) -> Resu
         return Err(RecordError::BadLength(len));
     }
     let payload = bytes.get(offset + HEADER..offset + HEADER + len).ok_or(RecordError::Short)?;
+    // (`offset + HEADER + len` cannot overflow: `offset` is within `bytes`, `len` ≤ MAX_RECORD.)
     if crc32fast::hash(payload) != crc {
         return Err(RecordError::Checksum);
     }
@@ -133,16 +145,18 @@ impl Wal {
     /// checks that the entries are consecutive.
     pub(crate) fn open(data_dir: &Path, last_purged: Option<u64>) -> Result<Self, StoreError> {
         let dir = data_dir.join(WAL_DIR);
-        fs::create_dir_all(&dir).map_err(|source| StoreError::CreateDir { path: dir.clone(), source })?;
+        if !dir.is_dir() {
+            fs::create_dir_all(&dir).map_err(|source| StoreError::CreateDir { path: dir.clone(), source })?;
+            // The directory's own name must be durable before anything in it is acknowledged.
+            sync_dir(data_dir)?;
+        }
         let mut names = Vec::new();
         for item in fs::read_dir(&dir).map_err(|e| io_error(format!("listing {}", dir.display()), e))? {
             let item = item.map_err(|e| io_error(format!("listing {}", dir.display()), e))?;
-            let name = item.file_name();
-            let Some(first) = name.to_str().and_then(|n| n.strip_suffix(".wal")).and_then(|n| n.parse::<u64>().ok())
-            else {
-                continue;
-            };
-            names.push(first);
+            match item.file_name().to_str().and_then(segment_first_index) {
+                Some(first) => names.push(first),
+                None => tracing::warn!(file = ?item.file_name(), dir = %dir.display(), "not a log segment; ignored"),
+            }
         }
         names.sort_unstable();
         let mut wal = Self { dir, purged: last_purged, segments: BTreeMap::new() };
@@ -152,37 +166,47 @@ impl Wal {
             let segment = wal.load_segment(first, is_last)?;
             wal.segments.insert(first, segment);
         }
-        // Segments wholly purged (a purge that crashed before unlinking them) go now.
-        if let Some(purged) = last_purged {
-            let whole: Vec<u64> = wal
-                .segments
-                .iter()
-                .filter(|(_, s)| s.last_id().is_none_or(|id| id.index <= purged))
-                .map(|(first, _)| *first)
-                .collect();
-            let removed = !whole.is_empty();
-            for first in whole {
-                wal.unlink(first)?;
-            }
-            if removed {
-                sync_dir(&wal.dir)?;
-            }
+        // Segments holding nothing (a crash right after one was created, or a truncate that
+        // emptied it) and segments wholly purged (a purge that crashed before unlinking them)
+        // go now.
+        let purged = last_purged;
+        let dead: Vec<u64> = wal
+            .segments
+            .iter()
+            .filter(|(_, s)| s.last_id().is_none_or(|id| purged.is_some_and(|purged| id.index <= purged)))
+            .map(|(first, _)| *first)
+            .collect();
+        let removed = !dead.is_empty();
+        for first in dead {
+            wal.unlink(first)?;
         }
-        // Segments must not overlap. A gap between two is allowed: openraft's storage suite
-        // appends with holes, and a log purged past its end restarts at a later index.
-        let mut expected: Option<u64> = None;
-        for segment in wal.segments.values() {
-            let Some(first) = segment.first_index() else {
+        if removed {
+            sync_dir(&wal.dir)?;
+        }
+        // Segments must not overlap. A gap between two is reported but accepted: openraft's
+        // storage suite appends with holes, and refusing to start would take the node down
+        // where openraft itself can decide (it reads the entries it needs and fails on a
+        // missing one).
+        let mut expected: Option<u64> = purged.and_then(|p| p.checked_add(1));
+        for (position, segment) in wal.segments.values().enumerate() {
+            let (Some(first), Some(last)) = (segment.first_index(), segment.last_id()) else {
                 continue;
             };
-            if let Some(expected) = expected.filter(|&e| first < e) {
-                return Err(StoreError::Inconsistent(format!(
-                    "{} starts at log index {first}, but the segment before it ends at {}",
-                    segment.path.display(),
-                    expected - 1
-                )));
+            // The first segment may start below the purge point (its start is purged, unread).
+            match expected {
+                Some(expected) if first < expected && position > 0 => {
+                    return Err(StoreError::Inconsistent(format!(
+                        "{} starts at log index {first}, but the entries before it end at {}",
+                        segment.path.display(),
+                        expected.saturating_sub(1)
+                    )));
+                }
+                Some(expected) if first > expected => {
+                    tracing::warn!(segment = %segment.path.display(), missing_from = expected, missing_to = first - 1, "the Raft log has a hole");
+                }
+                _ => {}
             }
-            expected = segment.last_id().map(|id| id.index + 1);
+            expected = last.index.checked_add(1);
         }
         Ok(wal)
     }
@@ -199,7 +223,9 @@ impl Wal {
         let mut offset = 0usize;
         let mut scan = Scan::Clean;
         while offset < bytes.len() {
-            let index = first + records.len() as u64;
+            let Some(index) = first.checked_add(records.len() as u64) else {
+                return Err(StoreError::Inconsistent(format!("{}: log index overflow", path.display())));
+            };
             let what = || format!("log entry {index} in {}", path.display());
             match decode_record(&bytes, offset, &what) {
                 Ok((entry, used)) => {
@@ -219,12 +245,20 @@ impl Wal {
                     // extended but the data never reached the disk (zeros to the end).
                     // A length field that is merely implausible is damage, not a torn append:
                     // cutting there could drop acknowledged entries after it.
+                    // A header of zeros is never written by an append: it is where the data
+                    // of an unacknowledged append never reached the disk (after a power loss
+                    // later blocks of the same append may have), so the log ends there, as
+                    // etcd's WAL reads it.
                     let rest = &bytes[offset..];
-                    let torn = match error {
-                        RecordError::Short => true,
-                        RecordError::Checksum => decode_len(rest).is_none_or(|len| HEADER + len >= rest.len()),
-                        RecordError::BadLength(_) | RecordError::Store(_) => false,
-                    } || rest.iter().all(|&b| b == 0);
+                    let zero_header = rest.iter().take(HEADER).all(|&b| b == 0);
+                    let torn = zero_header
+                        || match error {
+                            RecordError::Short => true,
+                            RecordError::Checksum => {
+                                decode_len(rest).is_none_or(|len| HEADER.saturating_add(len) >= rest.len())
+                            }
+                            RecordError::BadLength(_) | RecordError::Store(_) => false,
+                        };
                     if is_last && torn {
                         scan = Scan::TornAt(offset as u64);
                         break;
@@ -281,7 +315,10 @@ impl Wal {
         let Some(&(_, first_id)) = at.first() else {
             return Ok(None);
         };
-        let next = self.last_id().map(|id| id.index + 1);
+        if at.windows(2).any(|pair| pair[0].1.index.checked_add(1) != Some(pair[1].1.index)) {
+            return Err(StoreError::Inconsistent(format!("an append starting at {first_id} skips an index")));
+        }
+        let next = self.last_id().and_then(|id| id.index.checked_add(1));
         if let Some(next) = next.filter(|&next| first_id.index < next) {
             return Err(StoreError::Inconsistent(format!(
                 "append of log entry {first_id} where entry {next} comes next (truncate first)"
@@ -366,13 +403,8 @@ impl PendingAppend {
 impl Wal {
     /// Deletes every entry at or after `index`, durably.
     pub(crate) fn truncate(&mut self, index: u64) -> Result<(), StoreError> {
-        let later: Vec<u64> = self
-            .segments
-            .iter()
-            .rev()
-            .filter(|(_, s)| s.first_index().is_some_and(|first| first >= index))
-            .map(|(first, _)| *first)
-            .collect();
+        // By file name (the index a segment starts at), so an empty segment goes too.
+        let later: Vec<u64> = self.segments.range(index..).rev().map(|(first, _)| *first).collect();
         let removed = !later.is_empty();
         for first in later {
             self.unlink(first)?;
@@ -380,18 +412,22 @@ impl Wal {
         if removed {
             sync_dir(&self.dir)?;
         }
-        if let Some(segment) = self.segments.values_mut().next_back() {
-            let keep = segment.records.partition_point(|(_, id)| id.index < index);
-            if keep < segment.records.len() {
-                let cut = segment.records[keep].0;
-                segment
-                    .file
-                    .set_len(cut)
-                    .and_then(|()| segment.file.sync_all())
-                    .map_err(|e| io_error(format!("truncating {}", segment.path.display()), e))?;
-                segment.records.truncate(keep);
-                segment.len = cut;
-            }
+        let Some((&first, segment)) = self.segments.iter_mut().rev().find(|(_, s)| !s.records.is_empty()) else {
+            return Ok(());
+        };
+        let keep = segment.records.partition_point(|(_, id)| id.index < index);
+        if keep == 0 {
+            self.unlink(first)?;
+            return sync_dir(&self.dir);
+        }
+        if let Some(&(cut, _)) = segment.records.get(keep) {
+            segment
+                .file
+                .set_len(cut)
+                .and_then(|()| segment.file.sync_all())
+                .map_err(|e| io_error(format!("truncating {}", segment.path.display()), e))?;
+            segment.records.truncate(keep);
+            segment.len = cut;
         }
         Ok(())
     }
@@ -435,15 +471,17 @@ impl Wal {
                 continue;
             }
             let from = (start.max(first) - first) as usize;
-            let to = (end.min(last.index + 1) - first) as usize;
-            let begin = segment.records[from].0;
+            let to = (end.min(last.index.saturating_add(1)) - first) as usize;
+            let (Some(&(begin, _)), Some(wanted)) = (segment.records.get(from), segment.records.get(from..to)) else {
+                return Err(StoreError::Inconsistent(format!("{}: index out of step", segment.path.display())));
+            };
             let finish = segment.records.get(to).map_or(segment.len, |(offset, _)| *offset);
             let mut bytes = vec![0u8; (finish - begin) as usize];
             segment
                 .file
                 .read_exact_at(&mut bytes, begin)
                 .map_err(|e| io_error(format!("reading {}", segment.path.display()), e))?;
-            for &(offset, id) in &segment.records[from..to] {
+            for &(offset, id) in wanted {
                 let what = || format!("log entry {} in {}", id.index, segment.path.display());
                 let (entry, _) = decode_record(&bytes, (offset - begin) as usize, &what).map_err(|e| match e {
                     RecordError::Store(e) => e,
