@@ -46,7 +46,7 @@ pub struct ConfigWriter {
 impl ConfigWriter {
     /// Checks a document as far as this node can without committing it.
     pub fn check(&self, document: &Document) -> Result<(), Vec<Problem>> {
-        let trial = self.dataplane.prepare(document.clone()).map_err(|e| e.problems)?;
+        let trial = self.dataplane.trial(document.clone()).map_err(|e| e.problems)?;
         check_bindable(&trial, &self.dataplane.snapshot())
     }
 

@@ -4,7 +4,7 @@
 
 mod route;
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
 use std::time::SystemTime;
@@ -63,14 +63,16 @@ impl Snapshot {
 }
 
 /// Compiles `document` for this node. Reads certificate files, so it can fail on a document
-/// that validated: those problems carry the document path too.
+/// that validated: those problems carry the document path too. With `metrics` None (a trial
+/// compile) the routes count into detached handles.
 pub fn compile(
     document: Document,
     revision: u64,
     settings: &NodeSettings,
     registry: &HealthRegistry,
-    metrics: &Metrics,
+    metrics: Option<&Metrics>,
 ) -> Result<Snapshot, ConfigError> {
+    let route_metrics = |name: &str| metrics.map_or_else(RouteMetrics::detached, |m| m.route(name));
     let mut problems = Vec::new();
     let health = registry.adopt(&document);
     let services: HashMap<String, Arc<ServiceRuntime>> = document
@@ -96,7 +98,7 @@ pub fn compile(
         .routes
         .iter()
         .enumerate()
-        .filter_map(|(i, r)| RouteRuntime::new(r, &services, metrics.route(&r.name)).map(|rt| (i, Arc::new(rt))))
+        .filter_map(|(i, r)| RouteRuntime::new(r, &services, route_metrics(&r.name)).map(|rt| (i, Arc::new(rt))))
         .collect();
 
     let mut listeners = HashMap::new();
@@ -167,7 +169,7 @@ pub fn compile(
     if !problems.is_empty() {
         return Err(ConfigError { problems });
     }
-    Ok(Snapshot { revision, document: Arc::new(document), services, listeners, unrouted_metrics: metrics.route("") })
+    Ok(Snapshot { revision, document: Arc::new(document), services, listeners, unrouted_metrics: route_metrics("") })
 }
 
 /// Outcome of the last attempt to load a config, for `/v1/status`.
@@ -207,22 +209,28 @@ impl Dataplane {
         self.current.load_full()
     }
 
-    /// Compiles a document as the next revision without installing it.
-    pub fn prepare(&self, document: Document) -> Result<Snapshot, ConfigError> {
+    /// Compiles a document as the next revision to check it, never to install it: its routes
+    /// register no metrics.
+    pub fn trial(&self, document: Document) -> Result<Snapshot, ConfigError> {
         let revision = self.current.load().revision + 1;
-        self.prepare_revision(document, revision)
+        compile(document, revision, &self.settings, &self.registry, None)
     }
 
     /// Compiles a document as the given (cluster) revision without installing it.
     pub fn prepare_revision(&self, document: Document, revision: u64) -> Result<Snapshot, ConfigError> {
-        compile(document, revision, &self.settings, &self.registry, &self.metrics)
+        compile(document, revision, &self.settings, &self.registry, Some(&self.metrics))
     }
 
-    /// Installs a compiled snapshot; requests in flight finish on the one they hold.
+    /// Installs a compiled snapshot; requests in flight finish on the one they hold. Routes the
+    /// new revision no longer has stop being exported.
     pub fn install(&self, snapshot: Snapshot) -> Arc<Snapshot> {
         let snapshot = Arc::new(snapshot);
         self.registry.remember(&snapshot.services);
-        self.current.store(snapshot.clone());
+        let previous = self.current.swap(snapshot.clone());
+        let kept: HashSet<&str> = snapshot.document.routes.iter().map(|r| r.name.as_str()).collect();
+        for route in previous.document.routes.iter().filter(|r| !kept.contains(r.name.as_str())) {
+            self.metrics.forget_route(&route.name);
+        }
         self.record(true, snapshot.revision, Vec::new());
         snapshot
     }

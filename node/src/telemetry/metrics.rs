@@ -209,6 +209,13 @@ pub struct RouteMetrics {
 }
 
 impl RouteMetrics {
+    /// Handles that count but are exported nowhere: for a trial compile of a document that may
+    /// never be installed (registering its routes would leave series behind for routes that
+    /// never existed).
+    pub fn detached() -> Self {
+        Self { by_class: Default::default(), latency: LatencyHistogram::default(), retries: Counter::default() }
+    }
+
     pub fn observe(&self, status: u16, seconds: f64) {
         let class = usize::from(status / 100).clamp(1, 5) - 1;
         self.by_class[class].inc();
@@ -344,6 +351,17 @@ impl Metrics {
             latency: self.latency.get_or_create_owned(&labels),
             retries: self.retries.get_or_create_owned(&labels),
         }
+    }
+
+    /// Stops exporting a route's series (a revision removed or renamed it). Requests still in
+    /// flight on the old revision keep their handles and count into nothing.
+    pub fn forget_route(&self, route: &str) {
+        for code_class in CODE_CLASSES {
+            self.requests.remove(&RequestLabels { route: route.to_string(), code_class });
+        }
+        let labels = RouteLabels { route: route.to_string() };
+        self.latency.remove(&labels);
+        self.retries.remove(&labels);
     }
 
     pub fn set_endpoint_health(&self, service: &str, endpoint: &Endpoint) {

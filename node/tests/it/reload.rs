@@ -1,6 +1,6 @@
 //! Config lifecycle: a bad file at start-up exits non-zero naming every problem; SIGHUP with an
 //! invalid file changes nothing; reloads under load drop nothing; listeners move with the
-//! config; SIGTERM drains in-flight requests.
+//! config; SIGTERM drains in-flight requests; a route's metrics go with the route.
 
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
@@ -159,4 +159,47 @@ async fn sigterm_drains_in_flight_requests() {
     assert_eq!(gantry.wait_exit(Duration::from_secs(10)).await, Some(0));
     assert!(get(&gantry.url("/")).await.is_err(), "no longer accepting");
     assert!(gantry.log().contains("drained"));
+}
+
+/// A route removed by a new revision stops being exported, and a document that was only
+/// checked (here refused by compare-and-set) registers nothing: neither leaves a series behind.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn metrics_of_removed_and_refused_routes_go_away() {
+    let backend = Backend::start("web").await;
+    let routes = |names: &[&str]| {
+        let list: Vec<String> = names
+            .iter()
+            .map(|n| format!("{{ name: {n}, match: {{ path_prefix: /{n}/ }}, to: [ {{ service: web }} ] }}"))
+            .collect();
+        format!(
+            "listeners: [ {{ name: public, protocol: http }} ]\nservices: [ {{ name: web, endpoints: [ {{ address: \"{}\" }} ] }} ]\nroutes: [ {} ]\n",
+            backend.addr,
+            list.join(", ")
+        )
+    };
+    let gantry = Gantry::start(&routes(&["kept", "dropped"])).await;
+    let token = gantry.admin_token();
+    for path in ["/kept/", "/dropped/"] {
+        assert_eq!(get(&gantry.url(path)).await.expect("proxied").status, 200);
+    }
+    let exported = gantry.metrics().await;
+    assert!(exported.contains("route=\"dropped\""), "{exported}");
+
+    let reply = gantry.put_config(&token, &routes(&["kept"])).await;
+    assert_eq!(reply.status, 200, "{}", reply.text());
+    let revision = reply.json()["revision"].as_u64().expect("revision");
+    let refused = gantry
+        .admin_call(
+            http::Method::PUT,
+            &format!("/v1/config?if_revision={}", revision + 5),
+            Some(&token),
+            &routes(&["kept", "checked-only"]),
+        )
+        .await;
+    assert_eq!(refused.status, 409, "{}", refused.text());
+
+    let exported = gantry.metrics().await;
+    assert!(exported.contains("route=\"kept\""), "{exported}");
+    assert!(!exported.contains("route=\"dropped\""), "a removed route is still exported:\n{exported}");
+    assert!(!exported.contains("checked-only"), "a refused document registered its routes:\n{exported}");
 }
