@@ -170,19 +170,7 @@ impl Wal {
         // emptied it) and segments wholly purged (a purge that crashed before unlinking them)
         // go now.
         let purged = last_purged;
-        let dead: Vec<u64> = wal
-            .segments
-            .iter()
-            .filter(|(_, s)| s.last_id().is_none_or(|id| purged.is_some_and(|purged| id.index <= purged)))
-            .map(|(first, _)| *first)
-            .collect();
-        let removed = !dead.is_empty();
-        for first in dead {
-            wal.unlink(first)?;
-        }
-        if removed {
-            sync_dir(&wal.dir)?;
-        }
+        wal.unlink_spent(purged)?;
         // Segments must not overlap. A gap between two is reported but accepted: openraft's
         // storage suite appends with holes, and refusing to start would take the node down
         // where openraft itself can decide (it reads the entries it needs and fails on a
@@ -405,13 +393,7 @@ impl Wal {
     pub(crate) fn truncate(&mut self, index: u64) -> Result<(), StoreError> {
         // By file name (the index a segment starts at), so an empty segment goes too.
         let later: Vec<u64> = self.segments.range(index..).rev().map(|(first, _)| *first).collect();
-        let removed = !later.is_empty();
-        for first in later {
-            self.unlink(first)?;
-        }
-        if removed {
-            sync_dir(&self.dir)?;
-        }
+        self.unlink_all(later)?;
         let Some((&first, segment)) = self.segments.iter_mut().rev().find(|(_, s)| !s.records.is_empty()) else {
             return Ok(());
         };
@@ -437,20 +419,29 @@ impl Wal {
     /// unread.
     pub(crate) fn purge(&mut self, index: u64) -> Result<(), StoreError> {
         self.purged = self.purged.max(Some(index));
-        let whole: Vec<u64> = self
+        self.unlink_spent(Some(index))
+    }
+
+    /// Unlinks the segments that hold nothing, or nothing above `purged`.
+    fn unlink_spent(&mut self, purged: Option<u64>) -> Result<(), StoreError> {
+        let spent: Vec<u64> = self
             .segments
             .iter()
-            .filter(|(_, s)| s.last_id().is_none_or(|id| id.index <= index))
+            .filter(|(_, s)| s.last_id().is_none_or(|id| purged.is_some_and(|purged| id.index <= purged)))
             .map(|(first, _)| *first)
             .collect();
-        let removed = !whole.is_empty();
-        for first in whole {
+        self.unlink_all(spent)
+    }
+
+    /// Unlinks these segments, then makes their removal durable.
+    fn unlink_all(&mut self, firsts: Vec<u64>) -> Result<(), StoreError> {
+        if firsts.is_empty() {
+            return Ok(());
+        }
+        for first in firsts {
             self.unlink(first)?;
         }
-        if removed {
-            sync_dir(&self.dir)?;
-        }
-        Ok(())
+        sync_dir(&self.dir)
     }
 
     /// The entries with indexes in `[start, end)`, in order (those not stored are skipped).
