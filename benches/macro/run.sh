@@ -185,12 +185,25 @@ http {
         keepalive $CONNECTIONS;
         keepalive_requests 1000000;
     }
+    # The request headers gantry sets by default, so both proxies do the same work: the client's
+    # Host kept, X-Forwarded-For/-Proto/-Host, and an X-Request-Id (the client's, else a new
+    # one) sent upstream and returned to the client.
+    map \$http_x_request_id \$gantry_like_request_id {
+        default \$http_x_request_id;
+        "" \$request_id;
+    }
     server {
         listen 127.0.0.1:$NGINX_PORT;
         location / {
             proxy_pass http://backend;
             proxy_http_version 1.1;
             proxy_set_header Connection "";
+            proxy_set_header Host \$http_host;
+            proxy_set_header X-Forwarded-For \$proxy_add_x_forwarded_for;
+            proxy_set_header X-Forwarded-Proto \$scheme;
+            proxy_set_header X-Forwarded-Host \$http_host;
+            proxy_set_header X-Request-Id \$gantry_like_request_id;
+            add_header X-Request-Id \$gantry_like_request_id always;
         }
     }
 }
