@@ -222,15 +222,15 @@ impl Dataplane {
     }
 
     /// Installs a compiled snapshot; requests in flight finish on the one they hold. Routes the
-    /// new revision no longer has stop being exported.
+    /// new revision does not have stop being exported.
     pub fn install(&self, snapshot: Snapshot) -> Arc<Snapshot> {
         let snapshot = Arc::new(snapshot);
         self.registry.remember(&snapshot.services);
-        let previous = self.current.swap(snapshot.clone());
-        let kept: HashSet<&str> = snapshot.document.routes.iter().map(|r| r.name.as_str()).collect();
-        for route in previous.document.routes.iter().filter(|r| !kept.contains(r.name.as_str())) {
-            self.metrics.forget_route(&route.name);
-        }
+        self.current.store(snapshot.clone());
+        // "" is where requests no route matched are counted.
+        let installed: HashSet<&str> =
+            snapshot.document.routes.iter().map(|r| r.name.as_str()).chain(std::iter::once("")).collect();
+        self.metrics.retain_routes(&installed);
         self.record(true, snapshot.revision, Vec::new());
         snapshot
     }

@@ -1,7 +1,8 @@
 //! The node's Prometheus metrics (text exposition at the admin API's `/metrics`).
 
+use std::collections::HashSet;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 
 use prometheus_client::encoding::{EncodeLabelSet, EncodeMetric, MetricEncoder, NoLabelSet};
 use prometheus_client::metrics::counter::Counter;
@@ -115,6 +116,8 @@ const CODE_CLASSES: [&str; 5] = ["1xx", "2xx", "3xx", "4xx", "5xx"];
 #[derive(Debug)]
 pub struct Metrics {
     registry: Registry,
+    /// Routes with registered series, so the ones no installed revision has can be dropped.
+    registered_routes: Mutex<HashSet<String>>,
     requests: Family<RequestLabels, Counter>,
     latency: HistogramFamily<RouteLabels>,
     retries: Family<RouteLabels, Counter>,
@@ -321,6 +324,7 @@ impl Default for Metrics {
         );
         Self {
             registry,
+            registered_routes: Mutex::new(HashSet::new()),
             requests,
             latency,
             retries,
@@ -342,6 +346,11 @@ impl Metrics {
     }
 
     pub fn route(&self, route: &str) -> RouteMetrics {
+        let mut registered = self.registered_routes.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+        if !registered.contains(route) {
+            registered.insert(route.to_string());
+        }
+        drop(registered);
         let by_class = CODE_CLASSES.map(|code_class| {
             self.requests.get_or_create_owned(&RequestLabels { route: route.to_string(), code_class })
         });
@@ -353,15 +362,23 @@ impl Metrics {
         }
     }
 
-    /// Stops exporting a route's series (a revision removed or renamed it). Requests still in
-    /// flight on the old revision keep their handles and count into nothing.
-    pub fn forget_route(&self, route: &str) {
-        for code_class in CODE_CLASSES {
-            self.requests.remove(&RequestLabels { route: route.to_string(), code_class });
-        }
-        let labels = RouteLabels { route: route.to_string() };
-        self.latency.remove(&labels);
-        self.retries.remove(&labels);
+    /// Stops exporting the series of every route not in `installed` (a revision removed or
+    /// renamed it, or a compiled revision was never installed). Requests still in flight on an
+    /// old revision keep their handles and count into nothing.
+    pub fn retain_routes(&self, installed: &HashSet<&str>) {
+        let mut registered = self.registered_routes.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+        registered.retain(|route| {
+            if installed.contains(route.as_str()) {
+                return true;
+            }
+            for code_class in CODE_CLASSES {
+                self.requests.remove(&RequestLabels { route: route.clone(), code_class });
+            }
+            let labels = RouteLabels { route: route.clone() };
+            self.latency.remove(&labels);
+            self.retries.remove(&labels);
+            false
+        });
     }
 
     pub fn set_endpoint_health(&self, service: &str, endpoint: &Endpoint) {

@@ -188,6 +188,12 @@ async fn metrics_of_removed_and_refused_routes_go_away() {
     let reply = gantry.put_config(&token, &routes(&["kept"])).await;
     assert_eq!(reply.status, 200, "{}", reply.text());
     let revision = reply.json()["revision"].as_u64().expect("revision");
+    // The answer comes at commit; the data plane switches right after.
+    let node = &gantry;
+    eventually(Duration::from_secs(10), "the new revision is served", || async move {
+        node.serving_revision().await == revision
+    })
+    .await;
     let refused = gantry
         .admin_call(
             http::Method::PUT,
