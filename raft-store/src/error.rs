@@ -24,7 +24,7 @@ pub enum StoreError {
     },
     #[error("database error: {0}")]
     Database(#[from] redb::Error),
-    #[error("{path} has storage format {found}, this build reads format {expected}")]
+    #[error("{path} has storage format {found}, this build reads formats 1 to {expected}")]
     Format { path: PathBuf, found: String, expected: u8 },
     #[error("cannot encode {what}: {source}")]
     Encode {
@@ -63,7 +63,7 @@ macro_rules! from_redb {
         }
     )*};
 }
-from_redb!(redb::TransactionError, redb::TableError, redb::StorageError, redb::CommitError, redb::SetDurabilityError);
+from_redb!(redb::TransactionError, redb::TableError, redb::StorageError, redb::CommitError);
 
 impl StoreError {
     /// Wraps the error for openraft, saying what was being done to what.

@@ -88,7 +88,8 @@ pub type RpcError<E = openraft::error::Infallible> = openraft::error::RPCError<N
 pub type StreamingError<E = openraft::error::Infallible> = openraft::error::StreamingError<TypeConfig, E>;
 
 /// Opens (or creates) the store in `dir`: the directory is created if missing, then
-/// `dir/raft.redb`. The state machine is restored from the last persisted snapshot; hand both
+/// `dir/raft.redb` and the log's segments in `dir/raft-log/` (a format 1 store's log is moved
+/// there first). The state machine is restored from the last persisted snapshot; hand both
 /// halves to `Raft::new`, which re-applies the committed log after it.
 ///
 /// Fails with [`StoreError::Open`] while another handle holds the file (another process, or in

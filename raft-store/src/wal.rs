@@ -9,9 +9,10 @@
 //! segment starts once the active one passes [`SEGMENT_BYTES`], after a purge emptied the log,
 //! or when the log restarts at a later index. Crash safety, by operation:
 //! - append: the bytes, then `fdatasync`, then the caller hears of it. A crash mid-append leaves
-//!   a torn last record, or after a power loss a record header of zeros (blocks that never
-//!   reached the disk), which [`Wal::open`] takes as the end of the log and cuts off there (it
-//!   was never acknowledged). Other damage is an error, never a silent cut.
+//!   a torn last record, or after a power loss a record header of zeros or a record with a
+//!   sector of zeros (blocks that never reached the disk), which [`Wal::open`] takes as the end
+//!   of the log and cuts off there (it was never acknowledged). Other damage is an error, never
+//!   a silent cut.
 //! - truncate: later segments are unlinked first, last to first, then the segment holding the
 //!   cut is shortened; an interrupted truncate leaves a shorter log with no hole.
 //! - purge: the caller records the purge point (in redb) before whole segments are unlinked;
@@ -170,7 +171,7 @@ impl Wal {
         // emptied it) and segments wholly purged (a purge that crashed before unlinking them)
         // go now.
         let purged = last_purged;
-        wal.unlink_spent(purged)?;
+        wal.spent(purged).apply()?;
         // Segments must not overlap. A gap between two is reported but accepted: openraft's
         // storage suite appends with holes, and refusing to start would take the node down
         // where openraft itself can decide (it reads the entries it needs and fails on a
@@ -243,7 +244,9 @@ impl Wal {
                         || match error {
                             RecordError::Short => true,
                             RecordError::Checksum => {
-                                decode_len(rest).is_none_or(|len| HEADER.saturating_add(len) >= rest.len())
+                                let len = decode_len(rest).unwrap_or(0);
+                                HEADER.saturating_add(len) >= rest.len()
+                                    || has_zero_sector(&bytes, offset, HEADER.saturating_add(len))
                             }
                             RecordError::BadLength(_) | RecordError::Store(_) => false,
                         };
@@ -364,6 +367,37 @@ impl Wal {
     }
 }
 
+/// File work left by a truncate or purge: segments to unlink, in order, and a segment to
+/// shorten after them.
+#[derive(Default)]
+pub(crate) struct Removal {
+    dir: PathBuf,
+    unlink: Vec<PathBuf>,
+    shorten: Option<(Arc<File>, PathBuf, u64)>,
+}
+
+impl Removal {
+    fn detach(&mut self, wal: &mut Wal, firsts: Vec<u64>) {
+        self.dir.clone_from(&wal.dir);
+        self.unlink.extend(firsts.into_iter().filter_map(|first| wal.segments.remove(&first)).map(|s| s.path));
+    }
+
+    /// Unlinks, each removal durable before the next (a crash leaves a prefix of them done),
+    /// then shortens.
+    pub(crate) fn apply(self) -> Result<(), StoreError> {
+        for path in &self.unlink {
+            fs::remove_file(path).map_err(|e| io_error(format!("removing {}", path.display()), e))?;
+            sync_dir(&self.dir)?;
+        }
+        if let Some((file, path, len)) = self.shorten {
+            file.set_len(len)
+                .and_then(|()| file.sync_all())
+                .map_err(|e| io_error(format!("truncating {}", path.display()), e))?;
+        }
+        Ok(())
+    }
+}
+
 /// An append between [`Wal::prepare_append`] and [`Wal::finish_append`].
 pub(crate) struct PendingAppend {
     segment: u64,
@@ -389,59 +423,48 @@ impl PendingAppend {
 }
 
 impl Wal {
-    /// Deletes every entry at or after `index`, durably.
-    pub(crate) fn truncate(&mut self, index: u64) -> Result<(), StoreError> {
-        // By file name (the index a segment starts at), so an empty segment goes too.
+    /// Deletes every entry at or after `index` from the index at once; the returned [`Removal`]
+    /// does the file work (call [`Removal::apply`] before acknowledging, without holding the
+    /// lock readers need: it waits on fsyncs).
+    pub(crate) fn truncate(&mut self, index: u64) -> Removal {
+        let mut removal = Removal::default();
+        // By file name (the index a segment starts at), so an empty segment goes too; from the
+        // end, so an interrupted truncate leaves no hole.
         let later: Vec<u64> = self.segments.range(index..).rev().map(|(first, _)| *first).collect();
-        self.unlink_all(later)?;
+        removal.detach(self, later);
         let Some((&first, segment)) = self.segments.iter_mut().rev().find(|(_, s)| !s.records.is_empty()) else {
-            return Ok(());
+            return removal;
         };
         let keep = segment.records.partition_point(|(_, id)| id.index < index);
         if keep == 0 {
-            self.unlink(first)?;
-            return sync_dir(&self.dir);
-        }
-        if let Some(&(cut, _)) = segment.records.get(keep) {
-            segment
-                .file
-                .set_len(cut)
-                .and_then(|()| segment.file.sync_all())
-                .map_err(|e| io_error(format!("truncating {}", segment.path.display()), e))?;
+            removal.detach(self, vec![first]);
+        } else if let Some(&(cut, _)) = segment.records.get(keep) {
             segment.records.truncate(keep);
             segment.len = cut;
+            removal.shorten = Some((segment.file.clone(), segment.path.clone(), cut));
         }
-        Ok(())
+        removal
     }
 
-    /// Unlinks the segments whose entries are all at or below `index` (the caller has recorded
-    /// the purge point durably first). Entries at or below it in a kept segment stay on disk,
-    /// unread.
-    pub(crate) fn purge(&mut self, index: u64) -> Result<(), StoreError> {
+    /// Drops the segments whose entries are all at or below `index` from the index (the caller
+    /// has recorded the purge point durably first); the returned [`Removal`] unlinks them.
+    /// Entries at or below it in a kept segment stay on disk, unread.
+    pub(crate) fn purge(&mut self, index: u64) -> Removal {
         self.purged = self.purged.max(Some(index));
-        self.unlink_spent(Some(index))
+        self.spent(Some(index))
     }
 
-    /// Unlinks the segments that hold nothing, or nothing above `purged`.
-    fn unlink_spent(&mut self, purged: Option<u64>) -> Result<(), StoreError> {
+    /// The segments that hold nothing, or nothing above `purged`, taken out of the index.
+    fn spent(&mut self, purged: Option<u64>) -> Removal {
         let spent: Vec<u64> = self
             .segments
             .iter()
             .filter(|(_, s)| s.last_id().is_none_or(|id| purged.is_some_and(|purged| id.index <= purged)))
             .map(|(first, _)| *first)
             .collect();
-        self.unlink_all(spent)
-    }
-
-    /// Unlinks these segments, then makes their removal durable.
-    fn unlink_all(&mut self, firsts: Vec<u64>) -> Result<(), StoreError> {
-        if firsts.is_empty() {
-            return Ok(());
-        }
-        for first in firsts {
-            self.unlink(first)?;
-        }
-        sync_dir(&self.dir)
+        let mut removal = Removal::default();
+        removal.detach(self, spent);
+        removal
     }
 
     /// The entries with indexes in `[start, end)`, in order (those not stored are skipped).
@@ -486,6 +509,19 @@ impl Wal {
         }
         Ok(entries)
     }
+}
+
+/// Disk sector size assumed for torn writes: a sector reaches the disk whole or not at all.
+const SECTOR: usize = 512;
+
+/// Whether a whole sector (aligned in the file) inside `bytes[start..start + len]` is zeros.
+/// Asked only of a record whose checksum fails: zeros there are the mark of a write whose
+/// blocks did not all reach the disk before a power loss, not of damage to written data. As
+/// etcd's WAL tells a torn entry from a damaged one.
+fn has_zero_sector(bytes: &[u8], start: usize, len: usize) -> bool {
+    let end = start.saturating_add(len).min(bytes.len());
+    let first = start.div_ceil(SECTOR) * SECTOR;
+    (first..end).step_by(SECTOR).any(|at| bytes.get(at..at + SECTOR).is_some_and(|s| s.iter().all(|&b| b == 0)))
 }
 
 fn decode_len(rest: &[u8]) -> Option<usize> {

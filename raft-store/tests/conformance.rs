@@ -1,5 +1,5 @@
-//! openraft's own storage conformance suite (`openraft::testing::Suite`) run against the redb
-//! store, each case on a fresh temporary directory.
+//! openraft's own storage conformance suite (`openraft::testing::Suite`) run against the store
+//! (log segments and redb), each case on a fresh temporary directory.
 
 use gantry_raft_store::{LogStore, StateMachineStore, StorageError, TypeConfig};
 use openraft::testing::{StoreBuilder, Suite};

@@ -2,7 +2,8 @@
 //! `LogStore` and prints each operation once openraft would have been told it is durable; the test
 //! SIGKILLs it at a random moment, reopens the store and checks that nothing acknowledged is lost
 //! and nothing is corrupt. The writer is this test binary re-executed with an env var, so no
-//! test-only binary ships with the crate.
+//! test-only binary ships with the crate. A second test checks that a saved committed log id
+//! is on disk once the background write has run, with no vote or purge to carry it.
 //!
 //! `GANTRY_CRASH_SEED=N` replays a run (the seed is printed at the start).
 
@@ -100,8 +101,12 @@ async fn write_forever(dir: &Path, seed: u64) {
         if std::env::var(WRITER_MODE_ENV).is_ok_and(|mode| mode == "hang-after-committed") {
             // Saved committed ids are written in the background after COMMITTED_FLUSH_DELAY;
             // once that has passed, a restarted store must find it.
-            log.save_committed(Some(log_id(term, next - 1))).await.expect("writer: save committed");
-            tokio::time::sleep(COMMITTED_FLUSH_DELAY + Duration::from_millis(500)).await;
+            let committed = Some(log_id(term, next - 1));
+            log.save_committed(committed).await.expect("writer: save committed");
+            tokio::time::sleep(COMMITTED_FLUSH_DELAY).await;
+            while log.stored_committed().await.expect("writer: stored committed") != committed {
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
             println!("{MARK} committed {}", next - 1);
             std::future::pending::<()>().await;
         }

@@ -23,11 +23,11 @@ use crate::workload::{RequestRecord, WorkloadLog, WriteRecord};
 
 /// Bounds the measured times are held to (a debug build on a busy 2-core machine).
 pub mod bounds {
-    /// From a leader's death (or hang) to a new leader with a higher term; Raft's election
-    /// timeout is 400–800 ms.
+    /// From a leader's death (or hang) to a new leader with a higher term; a follower stands
+    /// after the leader lease plus an election timeout (250 ms + 150–250 ms).
     pub const LEADER_ELECTION_MS: u64 = 5_000;
     /// From a heal (or restart, or join) to every node serving what was committed before it.
-    /// Heartbeats go every 100 ms, so a node that can hear the leader catches up in well under
+    /// Heartbeats go every 50 ms, so a node that can hear the leader catches up in well under
     /// a second; 5 s leaves room for a debug build on a busy machine, not for a node that
     /// cannot be reached.
     pub const CONVERGENCE_MS: u64 = 5_000;
