@@ -97,6 +97,7 @@ fn a_silent_peer_is_redialled_on_the_next_request() {
     let (addr_tx, addr_rx) = std::sync::mpsc::channel();
     let (thaw_tx, thaw_rx) = std::sync::mpsc::channel::<()>();
     let (freeze_tx, freeze_rx) = tokio::sync::oneshot::channel::<()>();
+    let (frozen_tx, frozen_rx) = std::sync::mpsc::channel::<()>();
     let b_cluster = cluster.clone();
     let b_thread = std::thread::spawn(move || {
         let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().expect("runtime");
@@ -105,6 +106,7 @@ fn a_silent_peer_is_redialled_on_the_next_request() {
             addr_tx.send(b.local_addr().expect("addr")).expect("send");
             let _ = freeze_rx.await;
             // Blocks the whole runtime: no acknowledgements, no answers.
+            let _ = frozen_tx.send(());
             let _ = thaw_rx.recv();
             tokio::time::sleep(Duration::from_millis(500)).await;
             drop(b);
@@ -117,6 +119,11 @@ fn a_silent_peer_is_redialled_on_the_next_request() {
         let _: String = a.request(b_addr, 2, ALPN_RAFT, &"first".to_string(), WAIT).await.expect("request");
         let first = a.cached_connection_id(b_addr, 2, ALPN_RAFT).expect("a cached connection");
         freeze_tx.send(()).expect("freeze");
+        // Once b is frozen it sends nothing more; what it sent just before (a delayed ACK of
+        // the first exchange) must land before the next request, or that request would count
+        // it as a sign of life.
+        frozen_rx.recv().expect("b froze");
+        tokio::time::sleep(Duration::from_millis(50)).await;
         let silent = a.request::<_, String>(b_addr, 2, ALPN_RAFT, &"x".to_string(), Duration::from_millis(200)).await;
         assert!(matches!(silent, Err(FabricError::Timeout { .. })), "{silent:?}");
         assert_eq!(a.cached_connection_id(b_addr, 2, ALPN_RAFT), None, "the silent connection left the cache");
