@@ -127,6 +127,8 @@ pub struct Cluster {
     pub name: String,
     pub zone: String,
     pub raft: Raft,
+    /// A handle on Raft's log store, to write the committed log id at a clean stop.
+    log_store: gantry_raft_store::LogStore,
     /// Every client write goes through it (group commit on the leader).
     proposer: proposer::Proposer,
     pub fabric: Arc<Fabric>,
@@ -210,7 +212,7 @@ impl Cluster {
         let applied = state_machine.subscribe();
         let network = rpc::Network { fabric: fabric.clone() };
         let config = raft_config(&record.cluster_id, &settings.raft)?;
-        let raft = Raft::new(record.node_id, config, network, log_store, state_machine)
+        let raft = Raft::new(record.node_id, config, network, log_store.clone(), state_machine)
             .await
             .map_err(|e| ClusterError::Raft(e.to_string()))?;
         let cluster = Arc::new(Cluster {
@@ -220,6 +222,7 @@ impl Cluster {
             zone: settings.zone.clone(),
             proposer: proposer::Proposer::start(raft.clone()),
             raft,
+            log_store,
             fabric: fabric.clone(),
             applied,
             data_dir,
@@ -563,9 +566,13 @@ impl Cluster {
         voters::spawn(Arc::downgrade(self), voter_grace);
     }
 
-    /// Stops Raft and the fabric.
+    /// Stops Raft and the fabric, and writes the last committed log id, so a node restarted
+    /// after a clean stop re-applies everything it had committed before it reaches a leader.
     pub async fn shutdown(&self) {
         let _ = self.raft.shutdown().await;
+        if let Err(error) = self.log_store.flush_committed().await {
+            tracing::warn!(%error, "cannot write the committed log id at stop; it lags until the next start");
+        }
         self.fabric.close().await;
     }
 }

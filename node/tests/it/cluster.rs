@@ -186,6 +186,29 @@ async fn a_node_restarted_without_a_quorum_serves_its_last_config() {
     assert_eq!(served.header("x-backend"), Some("web"));
 }
 
+/// The same after a clean stop, straight after a write: the node writes its last committed
+/// log id as it stops, instead of up to a second later in the background.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_node_stopped_cleanly_right_after_a_write_serves_it_alone_after_restart() {
+    let backend = Backend::start("web").await;
+    let mut nodes = three_zone_cluster(&[]).await;
+    apply_first_revision(&nodes, &web_config(&backend, "first")).await;
+    let reply = nodes[0].put_config(&nodes[0].admin_token(), &web_config(&backend, "second")).await;
+    assert_eq!(reply.status, 200, "{}", reply.text());
+    for node in &nodes {
+        wait_serving(node, 2).await;
+    }
+    for node in &nodes {
+        node.signal("TERM");
+    }
+    for node in nodes.iter_mut() {
+        assert_eq!(node.wait_exit(Duration::from_secs(20)).await, Some(0), "clean exit:\n{}", node.log());
+    }
+    let lone = &mut nodes[2];
+    lone.launch();
+    wait_serving(lone, 2).await;
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn snapshot_install_after_compaction() {
     let backend = Backend::start("web").await;
