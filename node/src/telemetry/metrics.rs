@@ -118,6 +118,8 @@ pub struct Metrics {
     registry: Registry,
     /// Routes with registered series, so the ones no installed revision has can be dropped.
     registered_routes: Mutex<HashSet<String>>,
+    /// (service, endpoint address) pairs with a health gauge, for the same reason.
+    registered_endpoints: Mutex<HashSet<(String, String)>>,
     requests: Family<RequestLabels, Counter>,
     latency: HistogramFamily<RouteLabels>,
     retries: Family<RouteLabels, Counter>,
@@ -325,6 +327,7 @@ impl Default for Metrics {
         Self {
             registry,
             registered_routes: Mutex::new(HashSet::new()),
+            registered_endpoints: Mutex::new(HashSet::new()),
             requests,
             latency,
             retries,
@@ -381,7 +384,26 @@ impl Metrics {
         });
     }
 
+    /// Stops exporting the health gauge of every endpoint not in `installed` (service, address).
+    pub fn retain_endpoints(&self, installed: &HashSet<(&str, &str)>) {
+        let mut registered = self.registered_endpoints.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+        registered.retain(|(service, endpoint)| {
+            if installed.contains(&(service.as_str(), endpoint.as_str())) {
+                return true;
+            }
+            self.endpoint_healthy.remove(&EndpointLabels { service: service.clone(), endpoint: endpoint.clone() });
+            false
+        });
+    }
+
     pub fn set_endpoint_health(&self, service: &str, endpoint: &Endpoint) {
+        {
+            let mut registered = self.registered_endpoints.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+            let key = (service.to_string(), endpoint.address.clone());
+            if !registered.contains(&key) {
+                registered.insert(key);
+            }
+        }
         let labels = EndpointLabels { service: service.to_string(), endpoint: endpoint.address.clone() };
         self.endpoint_healthy.get_or_create(&labels).set(i64::from(endpoint.health.is_available()));
     }

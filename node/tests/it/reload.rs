@@ -1,6 +1,7 @@
 //! Config lifecycle: a bad file at start-up exits non-zero naming every problem; SIGHUP with an
 //! invalid file changes nothing; reloads under load drop nothing; listeners move with the
-//! config; SIGTERM drains in-flight requests; a route's metrics go with the route.
+//! config; SIGTERM drains in-flight requests; a route's metrics and an endpoint's health gauge
+//! go with the route and the endpoint.
 
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
@@ -208,4 +209,38 @@ async fn metrics_of_removed_and_refused_routes_go_away() {
     assert!(exported.contains("route=\"kept\""), "{exported}");
     assert!(!exported.contains("route=\"dropped\""), "a removed route is still exported:\n{exported}");
     assert!(!exported.contains("checked-only"), "a refused document registered its routes:\n{exported}");
+}
+
+/// An endpoint removed from a service stops being exported as an upstream health gauge.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_health_gauge_of_a_removed_endpoint_goes_away() {
+    let (kept, removed) = (Backend::start("kept").await, Backend::start("removed").await);
+    let config = |endpoints: &[&Backend]| {
+        let list: Vec<String> = endpoints.iter().map(|b| format!("{{ address: \"{}\" }}", b.addr)).collect();
+        format!(
+            "listeners: [ {{ name: public, protocol: http }} ]\nservices: [ {{ name: web, endpoints: [ {} ] }} ]\nroutes: [ {{ name: all, to: [ {{ service: web }} ] }} ]\n",
+            list.join(", ")
+        )
+    };
+    let gantry = Gantry::start(&config(&[&kept, &removed])).await;
+    let gauge = |backend: &Backend| format!("endpoint=\"{}\"", backend.addr);
+    let (node, removed_gauge) = (&gantry, gauge(&removed));
+    eventually(Duration::from_secs(10), "both endpoints have a health gauge", || {
+        let removed_gauge = removed_gauge.clone();
+        async move { node.metrics().await.contains(&removed_gauge) }
+    })
+    .await;
+
+    let reply = gantry.put_config(&gantry.admin_token(), &config(&[&kept])).await;
+    assert_eq!(reply.status, 200, "{}", reply.text());
+    let revision = reply.json()["revision"].as_u64().expect("revision");
+    eventually(Duration::from_secs(10), "the new revision is served", || async move {
+        node.serving_revision().await == revision
+    })
+    .await;
+    // Past a refresh of the gauges, so a stale refresher would have had the time to re-add it.
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    let exported = gantry.metrics().await;
+    assert!(exported.contains(&gauge(&kept)), "{exported}");
+    assert!(!exported.contains(&removed_gauge), "a removed endpoint is still exported:\n{exported}");
 }
