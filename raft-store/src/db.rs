@@ -6,7 +6,7 @@ use std::fs;
 use std::path::Path;
 use std::sync::Arc;
 
-use redb::{Database, ReadableDatabase, ReadableTable, TableDefinition};
+use redb::{Database, ReadableDatabase, ReadableTable, ReadableTableMetadata, TableDefinition};
 use serde::de::DeserializeOwned;
 use serde::Serialize;
 
@@ -45,15 +45,17 @@ pub(crate) fn open(dir: &Path) -> Result<Arc<Database>, StoreError> {
     let db = Database::create(&path).map_err(|source| StoreError::Open { path: path.clone(), source })?;
     let txn = db.begin_write()?;
     {
-        txn.open_table(LOG)?;
+        let log_is_empty = txn.open_table(LOG)?.is_empty()?;
         txn.open_table(SNAPSHOT)?;
         let mut meta = txn.open_table(META)?;
         let found = meta.get(META_FORMAT)?.map(|v| v.value().to_vec());
         match found.as_deref() {
-            None => {
+            // A format 1 store with nothing in its log table has nothing to move.
+            None | Some([FORMAT_WITH_LOG_TABLE]) if log_is_empty => {
                 meta.insert(META_FORMAT, [FORMAT].as_slice())?;
             }
-            Some([FORMAT | FORMAT_WITH_LOG_TABLE]) => {}
+            // The log is moved into segments by `log_store::open_wal`, which then sets the format.
+            None | Some([FORMAT | FORMAT_WITH_LOG_TABLE]) => {}
             Some(other) => return Err(StoreError::Format { path, found: format!("{other:?}"), expected: FORMAT }),
         }
     }

@@ -85,9 +85,10 @@ impl LogStore {
 
     /// The last purged log id and the last log id, as openraft sees them.
     pub async fn log_state(&self) -> Result<LogState, StoreError> {
-        let db = self.db.clone();
-        let last_purged_log_id = db::blocking(move || db::read::<LogId>(&db, META, META_LAST_PURGED)).await?;
-        let last = read_lock(&self.wal).last_id();
+        let (last_purged_log_id, last) = {
+            let wal = read_lock(&self.wal);
+            (wal.purged(), wal.last_id())
+        };
         // With every entry purged, the last log id is the last purged one.
         let last_log_id = match (last, last_purged_log_id) {
             (Some(last), Some(purged)) => Some(last.max(purged)),
@@ -118,9 +119,8 @@ impl LogStore {
         let Some(committed) = self.committed_state().saved else {
             return Ok(());
         };
-        let bytes = db::encode("committed log id", &committed)?;
         let db = self.db.clone();
-        db::blocking(move || write_meta(&db, META_COMMITTED, &bytes, None)).await
+        db::blocking(move || write_committed(&db, committed)).await
     }
 
     /// The committed log id on disk: what a restart after a crash would find.
@@ -178,6 +178,12 @@ fn write_meta(db: &Database, key: &'static str, bytes: &[u8], committed: Option<
     Ok(())
 }
 
+/// The committed log id alone, in a durable transaction of its own.
+fn write_committed(db: &Database, committed: Option<LogId>) -> Result<(), StoreError> {
+    let bytes = db::encode("committed log id", &committed)?;
+    write_meta(db, META_COMMITTED, &bytes, None)
+}
+
 fn purge_upto(db: &Database, wal: &RwLock<Wal>, log_id: LogId, committed: Option<&[u8]>) -> Result<(), StoreError> {
     let bytes = db::encode("last purged log id", &log_id)?;
     let txn = db.begin_write()?;
@@ -185,7 +191,7 @@ fn purge_upto(db: &Database, wal: &RwLock<Wal>, log_id: LogId, committed: Option
     txn.open_table(META)?.insert(META_LAST_PURGED, bytes.as_slice())?;
     txn.commit()?;
     // Only now the segments go: after a crash in between, the next open unlinks them.
-    let removal = write_lock(wal).purge(log_id.index);
+    let removal = write_lock(wal).purge(log_id);
     removal.apply()
 }
 
@@ -200,16 +206,14 @@ pub(crate) fn open_wal(db: &Database, dir: &Path) -> Result<Wal, StoreError> {
         txn.open_table(LOG)?.len()?
     };
     if stored_in_table == 0 {
-        let wal = Wal::open(dir, last_purged.map(|id| id.index))?;
-        set_format(db)?;
-        return Ok(wal);
+        return Wal::open(dir, last_purged);
     }
     let wal_dir = dir.join(wal::WAL_DIR);
     if wal_dir.exists() {
         std::fs::remove_dir_all(&wal_dir)
             .map_err(|source| StoreError::Io { what: format!("removing {}", wal_dir.display()), source })?;
     }
-    let mut wal = Wal::open(dir, last_purged.map(|id| id.index))?;
+    let mut wal = Wal::open(dir, last_purged)?;
     let txn = db.begin_read()?;
     let table = txn.open_table(LOG)?;
     let mut batch = Vec::new();
@@ -240,18 +244,6 @@ pub(crate) fn open_wal(db: &Database, dir: &Path) -> Result<Wal, StoreError> {
     txn.commit()?;
     tracing::info!(entries = stored_in_table, "moved the Raft log from raft.redb into segment files");
     Ok(wal)
-}
-
-fn set_format(db: &Database) -> Result<(), StoreError> {
-    let current: Option<Vec<u8>> = {
-        let txn = db.begin_read()?;
-        let meta = txn.open_table(META)?;
-        meta.get(META_FORMAT)?.map(|v| v.value().to_vec())
-    };
-    if current.as_deref() != Some([db::FORMAT].as_slice()) {
-        write_meta(db, META_FORMAT, &[db::FORMAT], None)?;
-    }
-    Ok(())
 }
 
 impl RaftLogReader<TypeConfig> for LogStore {
@@ -324,11 +316,7 @@ impl RaftLogStorage<TypeConfig> for LogStore {
                 let (Some(committed), Some(db)) = (pending, db.upgrade()) else {
                     return;
                 };
-                let written = match db::encode("committed log id", &committed) {
-                    Ok(bytes) => db::blocking(move || write_meta(&db, META_COMMITTED, &bytes, None)).await,
-                    Err(e) => Err(e),
-                };
-                if let Err(error) = written {
+                if let Err(error) = db::blocking(move || write_committed(&db, committed)).await {
                     // The next save schedules another write; a vote or purge carries it too.
                     tracing::warn!(%error, "cannot persist the committed log id; it lags until the next write");
                 }

@@ -60,8 +60,8 @@ impl Segment {
 /// lock and runs its methods on the blocking pool.
 pub(crate) struct Wal {
     dir: PathBuf,
-    /// Entries at or below this index are purged: never read, even while still stored.
-    purged: Option<u64>,
+    /// The last purged log id: entries at or below it are never read, even while still stored.
+    purged: Option<LogId>,
     /// Keyed by the first index the segment was created for (its file name).
     segments: BTreeMap<u64, Segment>,
 }
@@ -144,7 +144,7 @@ impl Wal {
     /// Opens `data_dir/raft-log`, creating it when missing: reads every segment, drops segments
     /// wholly at or below `last_purged`, cuts a torn record off the end of the last segment, and
     /// checks that the entries are consecutive.
-    pub(crate) fn open(data_dir: &Path, last_purged: Option<u64>) -> Result<Self, StoreError> {
+    pub(crate) fn open(data_dir: &Path, last_purged: Option<LogId>) -> Result<Self, StoreError> {
         let dir = data_dir.join(WAL_DIR);
         if !dir.is_dir() {
             fs::create_dir_all(&dir).map_err(|source| StoreError::CreateDir { path: dir.clone(), source })?;
@@ -170,7 +170,7 @@ impl Wal {
         // Segments holding nothing (a crash right after one was created, or a truncate that
         // emptied it) and segments wholly purged (a purge that crashed before unlinking them)
         // go now.
-        let purged = last_purged;
+        let purged = last_purged.map(|id| id.index);
         wal.spent(purged).apply()?;
         // Segments must not overlap. A gap between two is reported but accepted: openraft's
         // storage suite appends with holes, and refusing to start would take the node down
@@ -369,7 +369,6 @@ impl Wal {
 
 /// File work left by a truncate or purge: segments to unlink, in order, and a segment to
 /// shorten after them.
-#[derive(Default)]
 pub(crate) struct Removal {
     dir: PathBuf,
     unlink: Vec<PathBuf>,
@@ -377,8 +376,11 @@ pub(crate) struct Removal {
 }
 
 impl Removal {
+    fn new(wal: &Wal) -> Self {
+        Self { dir: wal.dir.clone(), unlink: Vec::new(), shorten: None }
+    }
+
     fn detach(&mut self, wal: &mut Wal, firsts: Vec<u64>) {
-        self.dir.clone_from(&wal.dir);
         self.unlink.extend(firsts.into_iter().filter_map(|first| wal.segments.remove(&first)).map(|s| s.path));
     }
 
@@ -427,7 +429,7 @@ impl Wal {
     /// does the file work (call [`Removal::apply`] before acknowledging, without holding the
     /// lock readers need: it waits on fsyncs).
     pub(crate) fn truncate(&mut self, index: u64) -> Removal {
-        let mut removal = Removal::default();
+        let mut removal = Removal::new(self);
         // By file name (the index a segment starts at), so an empty segment goes too; from the
         // end, so an interrupted truncate leaves no hole.
         let later: Vec<u64> = self.segments.range(index..).rev().map(|(first, _)| *first).collect();
@@ -449,9 +451,13 @@ impl Wal {
     /// Drops the segments whose entries are all at or below `index` from the index (the caller
     /// has recorded the purge point durably first); the returned [`Removal`] unlinks them.
     /// Entries at or below it in a kept segment stay on disk, unread.
-    pub(crate) fn purge(&mut self, index: u64) -> Removal {
-        self.purged = self.purged.max(Some(index));
-        self.spent(Some(index))
+    pub(crate) fn purge(&mut self, log_id: LogId) -> Removal {
+        self.purged = self.purged.max(Some(log_id));
+        self.spent(Some(log_id.index))
+    }
+
+    pub(crate) fn purged(&self) -> Option<LogId> {
+        self.purged
     }
 
     /// The segments that hold nothing, or nothing above `purged`, taken out of the index.
@@ -462,7 +468,7 @@ impl Wal {
             .filter(|(_, s)| s.last_id().is_none_or(|id| purged.is_some_and(|purged| id.index <= purged)))
             .map(|(first, _)| *first)
             .collect();
-        let mut removal = Removal::default();
+        let mut removal = Removal::new(self);
         removal.detach(self, spent);
         removal
     }
@@ -471,7 +477,7 @@ impl Wal {
     pub(crate) fn read(&self, start: u64, end: u64) -> Result<Vec<Entry>, StoreError> {
         let mut entries = Vec::new();
         let start = match self.purged {
-            Some(purged) => start.max(purged.saturating_add(1)),
+            Some(purged) => start.max(purged.index.saturating_add(1)),
             None => start,
         };
         if start >= end {

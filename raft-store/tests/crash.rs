@@ -265,7 +265,6 @@ fn killed_writer_loses_nothing_acknowledged() {
     let mut rng = Rng::new(seed);
     let dir = tempfile::tempdir().expect("tempdir");
     let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().expect("runtime");
-    let started = Instant::now();
     let mut last_term = 0;
     for round in 0..ROUNDS {
         let acks = 10 + rng.below(120);
@@ -280,7 +279,6 @@ fn killed_writer_loses_nothing_acknowledged() {
             acked.lines, acked.index, acked.vote_term, acked.purged
         );
     }
-    assert!(started.elapsed() < Duration::from_secs(30), "crash test took {:?}", started.elapsed());
 }
 
 /// A committed log id saved a flush delay before a SIGKILL is there after it, even when no vote

@@ -4,7 +4,6 @@
 //! over the live nodes of its zone), which gossips its verdict; the other nodes adopt it, and
 //! check by themselves only while they hear no fresh verdict.
 
-use std::collections::HashSet;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -35,13 +34,14 @@ impl HealthSupervisor {
         // Dropping the old set aborts its tasks and frees them (`abort_all` alone would leave
         // every finished task in the set, one more per revision).
         self.tasks = JoinSet::new();
-        // Endpoints this revision no longer has stop being exported.
-        let installed: HashSet<(&str, &str)> = snapshot
-            .services
-            .values()
-            .flat_map(|s| s.endpoints.iter().map(move |e| (s.name.as_str(), e.address.as_str())))
-            .collect();
-        metrics.retain_endpoints(&installed);
+        // Endpoints this revision no longer has stop being exported; the others are set again
+        // at once (the refresh task below keeps them current).
+        metrics.clear_endpoint_health();
+        for service in snapshot.services.values() {
+            for endpoint in &service.endpoints {
+                metrics.set_endpoint_health(&service.name, endpoint);
+            }
+        }
         for service in snapshot.services.values() {
             let check =
                 snapshot.document.services.iter().find(|s| s.name == service.name).and_then(|s| s.health_check.clone());

@@ -118,8 +118,6 @@ pub struct Metrics {
     registry: Registry,
     /// Routes with registered series, so the ones no installed revision has can be dropped.
     registered_routes: Mutex<HashSet<String>>,
-    /// (service, endpoint address) pairs with a health gauge, for the same reason.
-    registered_endpoints: Mutex<HashSet<(String, String)>>,
     requests: Family<RequestLabels, Counter>,
     latency: HistogramFamily<RouteLabels>,
     retries: Family<RouteLabels, Counter>,
@@ -327,7 +325,6 @@ impl Default for Metrics {
         Self {
             registry,
             registered_routes: Mutex::new(HashSet::new()),
-            registered_endpoints: Mutex::new(HashSet::new()),
             requests,
             latency,
             retries,
@@ -384,26 +381,13 @@ impl Metrics {
         });
     }
 
-    /// Stops exporting the health gauge of every endpoint not in `installed` (service, address).
-    pub fn retain_endpoints(&self, installed: &HashSet<(&str, &str)>) {
-        let mut registered = self.registered_endpoints.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
-        registered.retain(|(service, endpoint)| {
-            if installed.contains(&(service.as_str(), endpoint.as_str())) {
-                return true;
-            }
-            self.endpoint_healthy.remove(&EndpointLabels { service: service.clone(), endpoint: endpoint.clone() });
-            false
-        });
+    /// Drops every endpoint health gauge. A gauge holds a value, not a count, so the current
+    /// revision's endpoints simply set theirs again (an endpoint a revision removed is gone).
+    pub fn clear_endpoint_health(&self) {
+        self.endpoint_healthy.clear();
     }
 
     pub fn set_endpoint_health(&self, service: &str, endpoint: &Endpoint) {
-        {
-            let mut registered = self.registered_endpoints.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
-            let key = (service.to_string(), endpoint.address.clone());
-            if !registered.contains(&key) {
-                registered.insert(key);
-            }
-        }
         let labels = EndpointLabels { service: service.to_string(), endpoint: endpoint.address.clone() };
         self.endpoint_healthy.get_or_create(&labels).set(i64::from(endpoint.health.is_available()));
     }
