@@ -492,6 +492,23 @@ mod tests {
         files.pop().expect("a segment")
     }
 
+    /// Where the records of the segment file at `path` end (the zeros written ahead start).
+    fn records_end(path: &std::path::Path) -> u64 {
+        let bytes = std::fs::read(path).expect("read segment");
+        let mut offset = 0;
+        while let Some(header) = bytes.get(offset..offset + 4).filter(|h| h.iter().any(|&b| b != 0)) {
+            offset += 8 + u32::from_le_bytes(header.try_into().expect("4 bytes")) as usize;
+        }
+        offset as u64
+    }
+
+    /// Writes `bytes` where the segment's records end, as an append in progress does.
+    fn write_after_records(path: &std::path::Path, bytes: &[u8]) {
+        use std::os::unix::fs::FileExt;
+        let file = std::fs::OpenOptions::new().write(true).open(path).expect("open segment");
+        file.write_all_at(bytes, records_end(path)).expect("write");
+    }
+
     #[tokio::test]
     async fn a_torn_last_append_is_cut_off_and_the_log_goes_on() {
         let dir = tempfile::tempdir().expect("tempdir");
@@ -500,10 +517,7 @@ mod tests {
         drop(log);
         // Half of a fourth record, as a crash in the middle of its write leaves it.
         let (bytes, _) = wal::encode_records(&[entry(1, 4)]).expect("encode");
-        let path = segment(dir.path());
-        let mut file = std::fs::OpenOptions::new().append(true).open(&path).expect("open segment");
-        std::io::Write::write_all(&mut file, &bytes[..bytes.len() / 2]).expect("write");
-        drop(file);
+        write_after_records(&segment(dir.path()), &bytes[..bytes.len() / 2]);
 
         let mut log = open_log(dir.path()).await;
         assert_eq!(log.get_log_state().await.expect("state").last_log_id, Some(log_id(1, 3)));
@@ -559,6 +573,44 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn segments_grow_by_written_zeros_ahead_of_the_records() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let mut log = open_log(dir.path()).await;
+        // Entries of ~300 KB: several extensions of the segment, each in the middle of an entry.
+        let big = |index: u64| {
+            let command = Command::RevokeJoinToken { id: format!("{index}-{}", "y".repeat(300_000)) };
+            Entry { log_id: log_id(1, index), payload: EntryPayload::Normal(command) }
+        };
+        let mut lengths = std::collections::BTreeSet::new();
+        for index in 1..=8 {
+            log.blocking_append([big(index)]).await.expect("append");
+            let path = segment(dir.path());
+            let (end, len) = (records_end(&path), std::fs::metadata(&path).expect("segment").len());
+            assert!(len > end, "entry {index}: records end at {end}, the file at {len}");
+            lengths.insert(len);
+        }
+        assert!(lengths.len() >= 2, "extended once only: {lengths:?}");
+        drop(log);
+        let path = segment(dir.path());
+        let before = std::fs::read(&path).expect("read");
+        let end = records_end(&path) as usize;
+        assert!(before[end..].iter().all(|&b| b == 0), "the space ahead is written zeros");
+
+        // Reopening reads every entry and keeps the space ahead (it is no torn append).
+        let mut log = open_log(dir.path()).await;
+        let entries = log.try_get_log_entries(..).await.expect("read");
+        assert_eq!(entries, (1..=8).map(big).collect::<Vec<_>>());
+        assert_eq!(std::fs::metadata(&path).expect("segment").len(), before.len() as u64);
+        log.blocking_append([big(9)]).await.expect("append after reopen");
+        log.truncate(log_id(1, 5)).await.expect("truncate");
+        log.blocking_append([entry(2, 5)]).await.expect("append after truncate");
+        drop(log);
+        let mut log = open_log(dir.path()).await;
+        let ids: Vec<LogId> = log.try_get_log_entries(..).await.expect("read").iter().map(|e| e.log_id).collect();
+        assert_eq!(ids, [1, 2, 3, 4].map(|i| log_id(1, i)).into_iter().chain([log_id(2, 5)]).collect::<Vec<_>>());
+    }
+
+    #[tokio::test]
     async fn an_append_that_skips_an_index_is_refused() {
         let dir = tempfile::tempdir().expect("tempdir");
         let mut log = open_log(dir.path()).await;
@@ -578,10 +630,7 @@ mod tests {
         let (mut bytes, at) = wal::encode_records(&[entry(1, 4), entry(1, 5), entry(1, 6)]).expect("encode");
         let (start, end) = (at[1].0, at[2].0);
         bytes[start..end].fill(0);
-        let path = segment(dir.path());
-        let mut file = std::fs::OpenOptions::new().append(true).open(&path).expect("open segment");
-        std::io::Write::write_all(&mut file, &bytes).expect("write");
-        drop(file);
+        write_after_records(&segment(dir.path()), &bytes);
 
         let mut log = open_log(dir.path()).await;
         let ids: Vec<u64> = log.try_get_log_entries(..).await.expect("read").iter().map(|e| e.log_id.index).collect();
@@ -601,13 +650,11 @@ mod tests {
         drop(log);
         // Entries 3..=5 as one append; a sector inside entry 4's payload never reached the disk.
         let path = segment(dir.path());
-        let base = std::fs::metadata(&path).expect("segment").len() as usize;
+        let base = records_end(&path) as usize;
         let (mut bytes, at) = wal::encode_records(&[big(3), big(4), big(5)]).expect("encode");
         let sector = (base + at[1].0 + 1024).div_ceil(512) * 512 - base;
         bytes[sector..sector + 512].fill(0);
-        let mut file = std::fs::OpenOptions::new().append(true).open(&path).expect("open segment");
-        std::io::Write::write_all(&mut file, &bytes).expect("write");
-        drop(file);
+        write_after_records(&path, &bytes);
 
         let mut log = open_log(dir.path()).await;
         let ids: Vec<u64> = log.try_get_log_entries(..).await.expect("read").iter().map(|e| e.log_id.index).collect();

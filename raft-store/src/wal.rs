@@ -8,7 +8,12 @@
 //! Segment `NNNNNNNNNNNNNNNNNNNN.wal` holds consecutive entries starting at index `N`; a new
 //! segment starts once the active one passes [`SEGMENT_BYTES`], after a purge emptied the log,
 //! or when the log restarts at a later index. Crash safety, by operation:
-//! - append: the bytes, then `fdatasync`, then the caller hears of it. A crash mid-append leaves
+//! - append: the bytes, then `fdatasync`, then the caller hears of it. Segments are extended
+//!   with written zeros [`PREALLOCATE_BYTES`] at a time ahead of the records, so most appends
+//!   overwrite blocks that already exist: their `fdatasync` flushes data only, with no
+//!   file-size change to journal (on ext4 here 0.13 instead of 0.22 ms with three members
+//!   syncing the same disk, p50). Zeros from a record boundary to the end of the file are that
+//!   unused space, in any segment. A crash mid-append leaves
 //!   a torn last record, or after a power loss a record header of zeros or a record with a
 //!   sector of zeros (blocks that never reached the disk), which [`Wal::open`] takes as the end
 //!   of the log and cuts off there (it was never acknowledged). Other damage is an error, never
@@ -31,6 +36,9 @@ use crate::{Entry, LogId, StoreError};
 pub(crate) const WAL_DIR: &str = "raft-log";
 /// A new segment is started once the active one is at least this long.
 pub(crate) const SEGMENT_BYTES: u64 = 32 << 20;
+/// How far ahead of its records a segment is extended with zeros: one extension (a larger
+/// write, and an `fdatasync` that journals the new size) every few hundred appends.
+pub(crate) const PREALLOCATE_BYTES: u64 = 1 << 20;
 const HEADER: usize = 8;
 /// Longest record read back. Group commit bounds an entry at about 4 MiB; a larger length field
 /// is garbage.
@@ -42,8 +50,10 @@ struct Segment {
     file: Arc<File>,
     /// Byte offset of each record and the log id it holds, in index order.
     records: Vec<(u64, LogId)>,
-    /// Bytes in use (records end here; the file is never longer after `open`).
+    /// Bytes in use (records end here).
     len: u64,
+    /// The file's length: `len..allocated` is zeros, written ahead of use.
+    allocated: u64,
 }
 
 impl Segment {
@@ -228,6 +238,10 @@ impl Wal {
                     records.push((offset as u64, entry.log_id));
                     offset += used;
                 }
+                Err(_) if bytes[offset..].iter().all(|&b| b == 0) => {
+                    // Zeros written ahead of use: the records end here.
+                    break;
+                }
                 Err(error) => {
                     // A torn append: the record runs past the end of the file, or it is the
                     // last thing in the file and its bytes do not check out, or the file was
@@ -244,9 +258,10 @@ impl Wal {
                         || match error {
                             RecordError::Short => true,
                             RecordError::Checksum => {
-                                let len = decode_len(rest).unwrap_or(0);
-                                HEADER.saturating_add(len) >= rest.len()
-                                    || has_zero_sector(&bytes, offset, HEADER.saturating_add(len))
+                                let record = HEADER.saturating_add(decode_len(rest).unwrap_or(0));
+                                // Nothing but preallocated zeros after it: it was the last write.
+                                rest.get(record..).is_none_or(|after| after.iter().all(|&b| b == 0))
+                                    || has_zero_sector(&bytes, offset, record)
                             }
                             RecordError::BadLength(_) | RecordError::Store(_) => false,
                         };
@@ -267,15 +282,19 @@ impl Wal {
                 }
             }
         }
-        let mut len = bytes.len() as u64;
-        if let Scan::TornAt(at) = scan {
-            tracing::warn!(file = %path.display(), offset = at, bytes = len - at, "cutting off a torn, unacknowledged log append");
-            file.set_len(at)
-                .and_then(|()| file.sync_all())
-                .map_err(|e| io_error(format!("repairing {}", path.display()), e))?;
-            len = at;
-        }
-        Ok(Segment { path, file: Arc::new(file), records, len })
+        let mut allocated = bytes.len() as u64;
+        let len = match scan {
+            Scan::Clean => offset as u64,
+            Scan::TornAt(at) => {
+                tracing::warn!(file = %path.display(), offset = at, bytes = allocated - at, "cutting off a torn, unacknowledged log append");
+                file.set_len(at)
+                    .and_then(|()| file.sync_all())
+                    .map_err(|e| io_error(format!("repairing {}", path.display()), e))?;
+                allocated = at;
+                at
+            }
+        };
+        Ok(Segment { path, file: Arc::new(file), records, len, allocated })
     }
 
     fn unlink(&mut self, first: u64) -> Result<(), StoreError> {
@@ -338,7 +357,8 @@ impl Wal {
                     self.unlink(old)?;
                 }
             }
-            self.segments.insert(first_id.index, Segment { path, file: Arc::new(file), records: Vec::new(), len: 0 });
+            let segment = Segment { path, file: Arc::new(file), records: Vec::new(), len: 0, allocated: 0 };
+            self.segments.insert(first_id.index, segment);
         }
         let Some((&first, active)) = self.segments.iter().next_back() else {
             return Err(StoreError::Inconsistent("no active log segment".into()));
@@ -348,6 +368,7 @@ impl Wal {
             file: active.file.clone(),
             path: active.path.clone(),
             start: active.len,
+            allocated: active.allocated,
         }))
     }
 
@@ -362,6 +383,7 @@ impl Wal {
             return Err(StoreError::Inconsistent("the log changed during an append".into()));
         };
         active.len = pending.start + bytes.len() as u64;
+        active.allocated = pending.allocated_after(bytes);
         active.records.extend(at.iter().map(|&(offset, id)| (pending.start + offset as u64, id)));
         Ok(())
     }
@@ -406,14 +428,34 @@ pub(crate) struct PendingAppend {
     file: Arc<File>,
     path: PathBuf,
     start: u64,
+    /// The segment's length before the append.
+    allocated: u64,
 }
 
 impl PendingAppend {
-    /// Writes the records at the end of the segment and waits for `fdatasync`.
+    /// The segment's length once `bytes` are written.
+    fn allocated_after(&self, bytes: &[u8]) -> u64 {
+        let end = self.start + bytes.len() as u64;
+        if end <= self.allocated {
+            return self.allocated;
+        }
+        end.saturating_add(PREALLOCATE_BYTES)
+    }
+
+    /// Writes the records at the end of the segment (and zeros after them, when the segment
+    /// needs extending) and waits for `fdatasync`.
     pub(crate) fn write(&self, bytes: &[u8]) -> Result<(), StoreError> {
+        let end = self.start + bytes.len() as u64;
+        let grow_to = self.allocated_after(bytes);
         let written = self
             .file
             .write_all_at(bytes, self.start)
+            .and_then(|()| match grow_to > self.allocated {
+                // Written zeros, not `set_len`: a hole would be allocated by later appends, each
+                // a metadata change for `fdatasync` to journal.
+                true => self.file.write_all_at(&vec![0u8; (grow_to - end) as usize], end),
+                false => Ok(()),
+            })
             .and_then(|()| self.file.sync_data())
             .map_err(|e| io_error(format!("appending to {}", self.path.display()), e));
         if written.is_err() {
@@ -443,6 +485,7 @@ impl Wal {
         } else if let Some(&(cut, _)) = segment.records.get(keep) {
             segment.records.truncate(keep);
             segment.len = cut;
+            segment.allocated = cut;
             removal.shorten = Some((segment.file.clone(), segment.path.clone(), cut));
         }
         removal
