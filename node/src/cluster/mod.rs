@@ -6,6 +6,7 @@ pub mod config;
 mod handler;
 pub mod identity;
 mod proposer;
+mod raft_thread;
 mod rpc;
 pub mod voters;
 
@@ -144,6 +145,8 @@ pub struct Cluster {
     /// Gossip, once started: a second opinion on liveness for voter placement.
     gossip: std::sync::OnceLock<Arc<crate::gossip::GossipNode>>,
     started: Instant,
+    /// Where Raft and the fabric run; stops when the cluster is dropped.
+    _thread: raft_thread::RaftThread,
 }
 
 impl std::fmt::Debug for Cluster {
@@ -201,10 +204,28 @@ impl Cluster {
         }
     }
 
+    /// Opens the member on its own thread (see [`raft_thread`]): everything it spawns, Raft's
+    /// tasks and the fabric's, runs there.
     async fn open(
         settings: &ClusterSettings,
         data_dir: DataDir,
         record: identity::NodeRecord,
+    ) -> Result<Arc<Cluster>, ClusterError> {
+        let thread = raft_thread::RaftThread::start()
+            .map_err(|e| ClusterError::Raft(format!("cannot start the cluster thread: {e}")))?;
+        let handle = thread.handle().clone();
+        let settings = settings.clone();
+        handle
+            .spawn(async move { Self::open_here(&settings, data_dir, record, thread).await })
+            .await
+            .map_err(|e| ClusterError::Raft(format!("the cluster thread failed while opening: {e}")))?
+    }
+
+    async fn open_here(
+        settings: &ClusterSettings,
+        data_dir: DataDir,
+        record: identity::NodeRecord,
+        thread: raft_thread::RaftThread,
     ) -> Result<Arc<Cluster>, ClusterError> {
         let tls = data_dir.load_tls()?;
         let fabric = Fabric::bind(settings.fabric_bind, record.node_id, tls)?;
@@ -233,6 +254,7 @@ impl Cluster {
             peer_revisions: Mutex::new(HashMap::new()),
             gossip: std::sync::OnceLock::new(),
             started: Instant::now(),
+            _thread: thread,
         });
         fabric.serve(Arc::new(handler::Handler { cluster: Arc::downgrade(&cluster) }));
         cluster.spawn_background(settings.voter_grace);
