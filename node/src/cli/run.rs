@@ -187,7 +187,7 @@ async fn serve(args: RunArgs) -> Result<(), StartError> {
     let metrics = Metrics::new();
     let dataplane = Arc::new(Dataplane::new(settings, metrics));
     let tracker = Arc::new(ConnectionTracker::default());
-    let writer = ConfigWriter { cluster: cluster.clone(), dataplane: dataplane.clone() };
+    let writer = ConfigWriter::new(cluster.clone(), dataplane.clone(), tokio::runtime::Handle::current());
     // Gossip is not authoritative: a node without it still serves, routing on its own checks.
     let gossip_advertise = cluster.self_info().gossip;
     let gossip = match GossipNode::start(&cluster, args.gossip_addr(), &gossip_advertise, args.http).await {
@@ -228,7 +228,15 @@ async fn serve(args: RunArgs) -> Result<(), StartError> {
         cluster: cluster.clone(),
         left: tokio::sync::Notify::new(),
     });
-    tokio::spawn(admin::serve(admin_listener, admin_state.clone()));
+    // Re-registered on the cluster's thread, which serves it (see `spawn_on_cluster_thread`).
+    let admin_listener = admin_listener.into_std().context("cannot hand the admin socket to the cluster thread")?;
+    let served_state = admin_state.clone();
+    cluster.spawn_on_cluster_thread(async move {
+        match tokio::net::TcpListener::from_std(admin_listener) {
+            Ok(listener) => admin::serve(listener, served_state).await,
+            Err(error) => tracing::error!(%error, "cannot serve the admin API"),
+        }
+    });
 
     tracing::info!(node = %dataplane.settings.name, "gantry is running");
     let orphaned = watch_parent(args.exit_with_parent);

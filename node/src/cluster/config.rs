@@ -1,11 +1,18 @@
 //! Config writes through Raft: a document is validated whole, compiled on trial (certificate
 //! files, route tables) and checked for bindable listeners here, then proposed; it commits as a
 //! new revision or is refused with every problem, and nothing changes.
+//!
+//! Writes arrive on the cluster's thread (the admin API runs there). A write alone is parsed
+//! and checked right there, with no hand-off on its way to Raft; while another write is under
+//! way, parsing and checking (the costly part: YAML, route tables) go to the data plane's
+//! runtime, so concurrent writers are prepared in parallel (as many at once as it has workers)
+//! and Raft's thread keeps proposing.
 
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 
 use gantry_proto::cluster::{Command, Refusal, Response};
-use gantry_proto::config::{parse_document, Document};
+use gantry_proto::config::{parse_document, ConfigError, Document};
 use gantry_proto::Problem;
 
 use super::{now_unix_ms, Cluster, ClusterError};
@@ -41,9 +48,35 @@ impl From<ClusterError> for ApplyError {
 pub struct ConfigWriter {
     pub cluster: Arc<Cluster>,
     pub dataplane: Arc<Dataplane>,
+    /// Writes between their start and their answer, on this node.
+    in_progress: Arc<AtomicUsize>,
+    /// Where concurrent writes are prepared: the data plane's runtime.
+    workers: tokio::runtime::Handle,
+}
+
+/// Counts a write in progress until dropped.
+struct InProgress(Arc<AtomicUsize>);
+
+impl InProgress {
+    /// Counts one more write; says whether others were already in progress.
+    fn start(count: &Arc<AtomicUsize>) -> (Self, bool) {
+        let others = count.fetch_add(1, Ordering::AcqRel) > 0;
+        (Self(count.clone()), others)
+    }
+}
+
+impl Drop for InProgress {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::AcqRel);
+    }
 }
 
 impl ConfigWriter {
+    /// `workers`: the runtime that prepares writes made while another is under way.
+    pub fn new(cluster: Arc<Cluster>, dataplane: Arc<Dataplane>, workers: tokio::runtime::Handle) -> Self {
+        Self { cluster, dataplane, in_progress: Arc::default(), workers }
+    }
+
     /// Checks a document as far as this node can without committing it.
     pub fn check(&self, document: &Document) -> Result<(), Vec<Problem>> {
         let trial = self.dataplane.trial(document.clone()).map_err(|e| e.problems)?;
@@ -52,14 +85,35 @@ impl ConfigWriter {
 
     /// Parses, checks and commits `text` (YAML or JSON); returns the new revision.
     pub async fn apply_text(&self, text: &str, if_revision: Option<u64>) -> Result<u64, ApplyError> {
-        let document = parse_document(text).map_err(|e| ApplyError::Invalid(e.problems))?;
-        self.apply(document, if_revision).await
+        let (_counted, others) = InProgress::start(&self.in_progress);
+        let config_json = if others {
+            let (writer, text) = (self.clone(), text.to_owned());
+            let workers = self.workers.clone();
+            workers
+                .spawn(async move { writer.prepare(parse_document(&text)) })
+                .await
+                .map_err(|e| ApplyError::Cluster(ClusterError::Raft(format!("checking the document failed: {e}"))))??
+        } else {
+            self.prepare(parse_document(text))?
+        };
+        self.commit(config_json, if_revision).await
     }
 
     pub async fn apply(&self, document: Document, if_revision: Option<u64>) -> Result<u64, ApplyError> {
+        let (_counted, _) = InProgress::start(&self.in_progress);
+        let config_json = self.prepare(Ok(document))?;
+        self.commit(config_json, if_revision).await
+    }
+
+    /// Checks a parsed document and encodes it as it is committed.
+    fn prepare(&self, parsed: Result<Document, ConfigError>) -> Result<String, ApplyError> {
+        let document = parsed.map_err(|e| ApplyError::Invalid(e.problems))?;
         self.check(&document).map_err(ApplyError::Invalid)?;
-        let config_json = serde_json::to_string(&document)
-            .map_err(|e| ApplyError::Invalid(vec![Problem::new("", format!("cannot encode the document: {e}"))]))?;
+        serde_json::to_string(&document)
+            .map_err(|e| ApplyError::Invalid(vec![Problem::new("", format!("cannot encode the document: {e}"))]))
+    }
+
+    async fn commit(&self, config_json: String, if_revision: Option<u64>) -> Result<u64, ApplyError> {
         match self.cluster.commit(Command::ApplyConfig { config_json, if_revision, at_unix_ms: now_unix_ms() }).await? {
             Response::Committed { revision } => Ok(revision),
             other => Err(ApplyError::Cluster(ClusterError::Raft(format!("unexpected answer: {other:?}")))),

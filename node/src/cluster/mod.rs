@@ -145,8 +145,8 @@ pub struct Cluster {
     /// Gossip, once started: a second opinion on liveness for voter placement.
     gossip: std::sync::OnceLock<Arc<crate::gossip::GossipNode>>,
     started: Instant,
-    /// Where Raft and the fabric run; stops when the cluster is dropped.
-    _thread: raft_thread::RaftThread,
+    /// Where Raft, the fabric and the admin API run; stops when the cluster is dropped.
+    thread: raft_thread::RaftThread,
 }
 
 impl std::fmt::Debug for Cluster {
@@ -254,7 +254,7 @@ impl Cluster {
             peer_revisions: Mutex::new(HashMap::new()),
             gossip: std::sync::OnceLock::new(),
             started: Instant::now(),
-            _thread: thread,
+            thread,
         });
         fabric.serve(Arc::new(handler::Handler { cluster: Arc::downgrade(&cluster) }));
         cluster.spawn_background(settings.voter_grace);
@@ -586,6 +586,17 @@ impl Cluster {
             }
         });
         voters::spawn(Arc::downgrade(self), voter_grace);
+    }
+
+    /// Runs `task` on the cluster's thread, next to Raft: the admin API runs there, so a config
+    /// write goes from its request to Raft and back without waking a data-plane worker (the
+    /// control plane on one thread and the data plane on the workers, as Envoy splits them).
+    pub fn spawn_on_cluster_thread<F>(&self, task: F) -> tokio::task::JoinHandle<F::Output>
+    where
+        F: std::future::Future + Send + 'static,
+        F::Output: Send + 'static,
+    {
+        self.thread.handle().spawn(task)
     }
 
     /// Stops Raft and the fabric, and writes the last committed log id, so a node restarted

@@ -7,8 +7,8 @@ use std::net::SocketAddr;
 use std::time::Duration;
 
 use gantry_proto::cluster::{Command, NodeId, Response, Revision};
-use gantry_raft_store::openraft::error::{NetworkError, RemoteError, Unreachable};
-use gantry_raft_store::openraft::network::{RPCOption, RaftNetwork, RaftNetworkFactory};
+use gantry_raft_store::openraft::error::{NetworkError, RemoteError, Timeout, Unreachable};
+use gantry_raft_store::openraft::network::{RPCOption, RPCTypes, RaftNetwork, RaftNetworkFactory};
 use gantry_raft_store::{
     AppendEntriesRequest, AppendEntriesResponse, InstallSnapshotError, InstallSnapshotRequest, InstallSnapshotResponse,
     Node, RaftError, RpcError, TypeConfig, VoteRequest, VoteResponse,
@@ -120,15 +120,24 @@ pub struct PeerClient {
 }
 
 impl PeerClient {
-    async fn send<E: std::error::Error>(&self, rpc: RaftRpc, option: &RPCOption) -> Result<RaftRpcReply, RpcError<E>> {
+    async fn send<E: std::error::Error>(
+        &self,
+        rpc: RaftRpc,
+        action: RPCTypes,
+        option: &RPCOption,
+    ) -> Result<RaftRpcReply, RpcError<E>> {
         // soft_ttl: our own deadline must fire before openraft's (hard_ttl), so the fabric can
         // drop a dead connection instead of being cancelled first.
-        call(&self.fabric, self.target, &self.addr, &rpc, option.soft_ttl()).await.map_err(|error| {
-            if error.is_unreachable() || matches!(error, FabricError::Refused { .. }) {
-                RpcError::Unreachable(Unreachable::new(&error))
-            } else {
-                RpcError::Network(NetworkError::new(&error))
+        call(&self.fabric, self.target, &self.addr, &rpc, option.soft_ttl()).await.map_err(|error| match error {
+            // Alive but late (a busy follower): openraft retries with the next heartbeat or
+            // write, where `Unreachable` would pause replication to it for a whole backoff.
+            FabricError::Timeout { timeout, silent: false, .. } => {
+                RpcError::Timeout(Timeout { action, id: self.fabric.node_id(), target: self.target, timeout })
             }
+            error if error.is_unreachable() || matches!(error, FabricError::Refused { .. }) => {
+                RpcError::Unreachable(Unreachable::new(&error))
+            }
+            error => RpcError::Network(NetworkError::new(&error)),
         })
     }
 
@@ -152,7 +161,7 @@ impl RaftNetwork<TypeConfig> for PeerClient {
         rpc: AppendEntriesRequest,
         option: RPCOption,
     ) -> Result<AppendEntriesResponse, RpcError<RaftError>> {
-        match self.send(RaftRpc::AppendEntries(rpc), &option).await? {
+        match self.send(RaftRpc::AppendEntries(rpc), RPCTypes::AppendEntries, &option).await? {
             RaftRpcReply::AppendEntries(Ok(response)) => Ok(response),
             RaftRpcReply::AppendEntries(Err(error)) => Err(RpcError::RemoteError(RemoteError::new(self.target, error))),
             other => Err(self.unexpected(other)),
@@ -164,7 +173,7 @@ impl RaftNetwork<TypeConfig> for PeerClient {
         rpc: InstallSnapshotRequest,
         option: RPCOption,
     ) -> Result<InstallSnapshotResponse, RpcError<RaftError<InstallSnapshotError>>> {
-        match self.send(RaftRpc::InstallSnapshot(rpc), &option).await? {
+        match self.send(RaftRpc::InstallSnapshot(rpc), RPCTypes::InstallSnapshot, &option).await? {
             RaftRpcReply::InstallSnapshot(Ok(response)) => Ok(response),
             RaftRpcReply::InstallSnapshot(Err(error)) => {
                 Err(RpcError::RemoteError(RemoteError::new(self.target, error)))
@@ -174,7 +183,7 @@ impl RaftNetwork<TypeConfig> for PeerClient {
     }
 
     async fn vote(&mut self, rpc: VoteRequest, option: RPCOption) -> Result<VoteResponse, RpcError<RaftError>> {
-        match self.send(RaftRpc::Vote(rpc), &option).await? {
+        match self.send(RaftRpc::Vote(rpc), RPCTypes::Vote, &option).await? {
             RaftRpcReply::Vote(Ok(response)) => Ok(response),
             RaftRpcReply::Vote(Err(error)) => Err(RpcError::RemoteError(RemoteError::new(self.target, error))),
             other => Err(self.unexpected(other)),

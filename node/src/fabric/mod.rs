@@ -49,8 +49,10 @@ const CLOSE_GRACE: Duration = Duration::from_millis(500);
 pub enum FabricError {
     #[error("cannot reach {addr}: {reason}")]
     Unreachable { addr: SocketAddr, reason: String },
+    /// `silent`: the peer sent nothing at all meanwhile (down, frozen, or never connected);
+    /// otherwise it is alive and merely late.
     #[error("{addr} did not answer within {timeout:?}")]
-    Timeout { addr: SocketAddr, timeout: Duration },
+    Timeout { addr: SocketAddr, timeout: Duration, silent: bool },
     #[error("{addr} refused the connection: {reason}")]
     Refused { addr: SocketAddr, reason: String },
     #[error("bad frame from {addr}: {source}")]
@@ -62,9 +64,11 @@ pub enum FabricError {
 }
 
 impl FabricError {
-    /// True when the peer may simply be down or unreachable (openraft backs off on these).
+    /// True when the peer may simply be down or unreachable (openraft backs off on these). A
+    /// peer that acknowledged the request but answered late is not: backing off from it would
+    /// stall replication to a live follower for the whole backoff.
     pub fn is_unreachable(&self) -> bool {
-        matches!(self, FabricError::Unreachable { .. } | FabricError::Timeout { .. })
+        matches!(self, FabricError::Unreachable { .. } | FabricError::Timeout { silent: true, .. })
     }
 }
 
@@ -234,8 +238,10 @@ impl Fabric {
                 // cluster is not also made to redial on every late answer. A dropped connection
                 // stays open a while for whatever else still runs on it.
                 let timed_out = lock(&used).take();
-                let silent =
-                    timed_out.filter(|(connection, received)| connection.stats().udp_rx.datagrams == *received);
+                let heard_from = timed_out
+                    .as_ref()
+                    .is_some_and(|(connection, received)| connection.stats().udp_rx.datagrams != *received);
+                let silent = timed_out.filter(|_| !heard_from);
                 if let Some((timed_out, _)) = silent {
                     let mut connections = lock(&self.connections);
                     if connections.get(&key).is_some_and(|c| c.stable_id() == timed_out.stable_id()) {
@@ -247,7 +253,7 @@ impl Fabric {
                         });
                     }
                 }
-                Err(FabricError::Timeout { addr, timeout })
+                Err(FabricError::Timeout { addr, timeout, silent: !heard_from })
             }
         }
     }
@@ -390,7 +396,11 @@ pub async fn join_call<Req: Serialize, Resp: DeserializeOwned>(
         connection.close(0u32.into(), b"done");
         decode_response(addr, &bytes)
     };
-    let result = tokio::time::timeout(timeout, attempt).await.unwrap_or(Err(FabricError::Timeout { addr, timeout }));
+    let result = tokio::time::timeout(timeout, attempt).await.unwrap_or(Err(FabricError::Timeout {
+        addr,
+        timeout,
+        silent: true,
+    }));
     endpoint.wait_idle().await;
     result
 }

@@ -85,7 +85,8 @@ async fn a_slow_peer_keeps_its_connection_after_a_timeout() {
     let first = a.cached_connection_id(b_addr, 2, ALPN_RAFT).expect("a cached connection");
     // The handler never answers, but the peer's QUIC stack acknowledges the request.
     let hung = a.request::<_, String>(b_addr, 2, ALPN_RAFT, &"hang".to_string(), Duration::from_millis(200)).await;
-    assert!(matches!(hung, Err(FabricError::Timeout { .. })), "{hung:?}");
+    assert!(matches!(hung, Err(FabricError::Timeout { silent: false, .. })), "{hung:?}");
+    assert!(!hung.as_ref().err().is_some_and(FabricError::is_unreachable), "a late peer is not unreachable");
     assert_eq!(a.cached_connection_id(b_addr, 2, ALPN_RAFT), Some(first), "a live peer's connection stays");
 }
 
@@ -125,7 +126,8 @@ fn a_silent_peer_is_redialled_on_the_next_request() {
         frozen_rx.recv().expect("b froze");
         tokio::time::sleep(Duration::from_millis(50)).await;
         let silent = a.request::<_, String>(b_addr, 2, ALPN_RAFT, &"x".to_string(), Duration::from_millis(200)).await;
-        assert!(matches!(silent, Err(FabricError::Timeout { .. })), "{silent:?}");
+        assert!(matches!(silent, Err(FabricError::Timeout { silent: true, .. })), "{silent:?}");
+        assert!(silent.as_ref().err().is_some_and(FabricError::is_unreachable), "a silent peer is unreachable");
         assert_eq!(a.cached_connection_id(b_addr, 2, ALPN_RAFT), None, "the silent connection left the cache");
         thaw_tx.send(()).expect("thaw");
         let answer: String = a.request(b_addr, 2, ALPN_RAFT, &"after".to_string(), WAIT).await.expect("request");

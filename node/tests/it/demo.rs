@@ -26,8 +26,12 @@ async fn demo_serves_and_cleans_up() {
     eventually(Duration::from_secs(60), "demo config applied on all three nodes", || {
         let dir = dir.clone();
         async move {
-            dir.join("demo.yaml").exists()
-                && get(&format!("http://127.0.3.1:{admin}/v1/config")).await.is_ok_and(|r| r.json()["revision"] == 1)
+            let mut served = dir.join("demo.yaml").exists();
+            for octet in [1, 2, 3] {
+                let url = format!("http://127.0.{octet}.1:{admin}/v1/config");
+                served = served && get(&url).await.is_ok_and(|r| r.json()["revision"] == 1);
+            }
+            served
         }
     })
     .await;
