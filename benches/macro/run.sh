@@ -9,11 +9,13 @@
 #   2. builds gantry and bench-backend with the `bench` profile (thin LTO);
 #   3. starts, on 127.0.0.1 and free ports, in a private temp dir:
 #        - bench-backend (one thread): 200 + a 25-byte body for every request;
-#        - gantry (one tokio worker: TOKIO_WORKER_THREADS=1; RUST_LOG=warn, so no access log);
+#        - gantry (one tokio worker: TOKIO_WORKER_THREADS=1; RUST_LOG=warn, so no access log),
+#          twice: `gantry` speaks HTTP/1.1 to the backend as nginx does (like for like), and
+#          `gantry-h2` HTTP/2 with prior knowledge (`protocol: http2`), which nginx cannot;
 #        - nginx (worker_processes 1, access_log off, upstream keepalive), its own config,
 #          pid file and logs; the system nginx, if any, is never touched;
-#   4. warms both up, then runs `wrk -t1 -c$CONNECTIONS -d${DURATION}s --latency` against
-#      gantry, nginx, gantry, nginx, ... ($ROUNDS rounds each);
+#   4. warms all three up, then runs `wrk -t1 -c$CONNECTIONS -d${DURATION}s --latency` against
+#      gantry, gantry-h2, nginx, gantry, ... ($ROUNDS rounds each);
 #   5. prints a markdown table (per round, medians, gantry/nginx ratios) and writes it to
 #      target/bench-macro/results.md (raw wrk output in target/bench-macro/raw/).
 #
@@ -26,7 +28,7 @@
 #
 # Tunables (environment): ROUNDS=5 DURATION=6 WARMUP=2 CONNECTIONS=64 PROXY_CPU=0 LOAD_CPU=1;
 # GANTRY_BIN=… BACKEND_BIN=… (both) skip the build and benchmark those executables.
-# Measuring takes about ROUNDS*2*(DURATION+1) + 2*(WARMUP+1) seconds (~70 s by default) after
+# Measuring takes about ROUNDS*3*(DURATION+1) + 3*(WARMUP+1) seconds (~115 s by default) after
 # the build. Five short rounds rather than three long ones: the median of five shrugs off a
 # burst of unrelated load on a shared machine better than the median of three.
 set -euo pipefail
@@ -120,6 +122,8 @@ free_port() { # VAR: sets VAR to a free loopback port not handed out before (no 
 free_port BACKEND_PORT
 free_port GANTRY_PORT
 free_port GANTRY_ADMIN_PORT
+free_port GANTRY_H2_PORT
+free_port GANTRY_H2_ADMIN_PORT
 free_port NGINX_PORT
 
 wait_ready() { # name pid url
@@ -137,33 +141,45 @@ BACKEND_PID=$!
 PIDS+=("$BACKEND_PID")
 wait_ready backend "$BACKEND_PID" "http://127.0.0.1:$BACKEND_PORT/"
 
-cat >"$WORK/gantry.yaml" <<EOF
+# gantry twice: `gantry` talks HTTP/1.1 to the backend, as nginx does (the like-for-like
+# comparison); `gantry-h2` talks HTTP/2 (h2c) to it (`protocol: http2` on the service), which
+# nginx's proxy module cannot: every request is a stream on one upstream connection.
+for upstream in http1 http2; do
+    cat >"$WORK/gantry-$upstream.yaml" <<EOF
 listeners:
   - { name: public, protocol: http }
 services:
   - name: backend
+    protocol: $upstream
     endpoints: [ { address: "127.0.0.1:$BACKEND_PORT" } ]
 routes:
   - name: all
     to: [ { service: backend } ]
 EOF
-# Every other port gantry opens goes to a free loopback port too. The node grows flags as the
-# project goes on, so pass the ones this build has (per `gantry run --help`).
-GANTRY_ARGS=(run -c "$WORK/gantry.yaml" --http "127.0.0.1:$GANTRY_PORT"
-    --admin "127.0.0.1:$GANTRY_ADMIN_PORT" --data-dir "$WORK/gantry-data")
-GANTRY_HELP=$("$GANTRY_BIN" run --help 2>&1 || true)
-for flag in --https --fabric --gossip --mesh; do
-    if grep -q -- "^ *$flag <" <<<"$GANTRY_HELP"; then
-        free_port extra_port
-        GANTRY_ARGS+=("$flag" "127.0.0.1:$extra_port")
-    fi
 done
-if grep -q -- "^ *--advertise <" <<<"$GANTRY_HELP"; then GANTRY_ARGS+=(--advertise 127.0.0.1); fi
-TOKIO_WORKER_THREADS=1 RUST_LOG=warn taskset -c "$PROXY_CPU" "$GANTRY_BIN" "${GANTRY_ARGS[@]}" \
-    >"$WORK/gantry.log" 2>&1 &
-GANTRY_PID=$!
-PIDS+=("$GANTRY_PID")
-wait_ready gantry "$GANTRY_PID" "http://127.0.0.1:$GANTRY_PORT/"
+GANTRY_HELP=$("$GANTRY_BIN" run --help 2>&1 || true)
+start_gantry() { # name config http-port admin-port; sets STARTED_PID
+    # Every other port gantry opens goes to a free loopback port too. The node grows flags as
+    # the project goes on, so pass the ones this build has (per `gantry run --help`).
+    local args=(run -c "$2" --http "127.0.0.1:$3" --admin "127.0.0.1:$4" --data-dir "$WORK/$1-data")
+    local flag extra_port
+    for flag in --https --fabric --gossip --mesh; do
+        if grep -q -- "^ *$flag <" <<<"$GANTRY_HELP"; then
+            free_port extra_port
+            args+=("$flag" "127.0.0.1:$extra_port")
+        fi
+    done
+    if grep -q -- "^ *--advertise <" <<<"$GANTRY_HELP"; then args+=(--advertise 127.0.0.1); fi
+    TOKIO_WORKER_THREADS=1 RUST_LOG=warn taskset -c "$PROXY_CPU" "$GANTRY_BIN" "${args[@]}" \
+        >"$WORK/$1.log" 2>&1 &
+    STARTED_PID=$!
+    PIDS+=("$STARTED_PID")
+    wait_ready "$1" "$STARTED_PID" "http://127.0.0.1:$3/"
+}
+start_gantry gantry "$WORK/gantry-http1.yaml" "$GANTRY_PORT" "$GANTRY_ADMIN_PORT"
+GANTRY_PID=$STARTED_PID
+start_gantry gantry-h2 "$WORK/gantry-http2.yaml" "$GANTRY_H2_PORT" "$GANTRY_H2_ADMIN_PORT"
+GANTRY_H2_PID=$STARTED_PID
 
 mkdir -p "$WORK/nginx/logs" "$WORK/nginx/tmp"
 cat >"$WORK/nginx/nginx.conf" <<EOF
@@ -221,7 +237,7 @@ wait_ready nginx "$NGINX_PID" "http://127.0.0.1:$NGINX_PORT/"
 # the per-thread CPU times in the report show which one did the proxying.
 GANTRY_WORKERS=$(grep -lx 'tokio-rt-worker' /proc/"$GANTRY_PID"/task/*/comm 2>/dev/null | wc -l)
 GANTRY_THREADS=$(find /proc/"$GANTRY_PID"/task -mindepth 1 -maxdepth 1 | wc -l)
-log "backend :$BACKEND_PORT (cpu $LOAD_CPU), gantry :$GANTRY_PORT and nginx :$NGINX_PORT (cpu $PROXY_CPU)"
+log "backend :$BACKEND_PORT (cpu $LOAD_CPU), gantry :$GANTRY_PORT, gantry-h2 :$GANTRY_H2_PORT and nginx :$NGINX_PORT (cpu $PROXY_CPU)"
 log "gantry threads: $GANTRY_THREADS ($GANTRY_WORKERS tokio-rt-worker)"
 
 # ---------------------------------------------------------------------------------------------
@@ -229,8 +245,9 @@ log "gantry threads: $GANTRY_THREADS ($GANTRY_WORKERS tokio-rt-worker)"
 # ---------------------------------------------------------------------------------------------
 mkdir -p "$OUT_DIR/raw"
 rm -f "$OUT_DIR"/raw/*.txt
-port_of() { case $1 in gantry) echo "$GANTRY_PORT" ;; nginx) echo "$NGINX_PORT" ;; esac; }
-pid_of() { case $1 in gantry) echo "$GANTRY_PID" ;; nginx) echo "$NGINX_PID" ;; esac; }
+PROXIES=(gantry gantry-h2 nginx)
+port_of() { case $1 in gantry) echo "$GANTRY_PORT" ;; gantry-h2) echo "$GANTRY_H2_PORT" ;; nginx) echo "$NGINX_PORT" ;; esac; }
+pid_of() { case $1 in gantry) echo "$GANTRY_PID" ;; gantry-h2) echo "$GANTRY_H2_PID" ;; nginx) echo "$NGINX_PID" ;; esac; }
 
 wrk_run() { # proxy seconds output-file
     kill -0 "$(pid_of "$1")" 2>/dev/null || die "$1 is no longer running"
@@ -281,7 +298,7 @@ proxy_ticks() {
 }
 
 LOADAVG_BEFORE=$(cut -d' ' -f1-3 /proc/loadavg)
-for proxy in gantry nginx; do
+for proxy in "${PROXIES[@]}"; do
     log "warm-up $proxy (${WARMUP}s)"
     wrk_run "$proxy" "$WARMUP" "$OUT_DIR/raw/warmup-$proxy.txt"
 done
@@ -289,7 +306,7 @@ done
 declare -A RPS P50 P99 CPU_US
 ROWS=""
 for round in $(seq "$ROUNDS"); do
-    for proxy in gantry nginx; do
+    for proxy in "${PROXIES[@]}"; do
         file="$OUT_DIR/raw/round$round-$proxy.txt"
         ticks_before=$(proxy_ticks "$proxy")
         wrk_run "$proxy" "$DURATION" "$file"
@@ -329,26 +346,41 @@ thread_cpu() {
 }
 GANTRY_CPU=$(thread_cpu "$GANTRY_PID")
 
-# Paired ratios: round i of gantry against round i of nginx, which ran right after it under
-# the same background load.
-PAIR_ROWS="" PAIR_RPS="" PAIR_P99="" PAIR_CPU=""
-read -r -a g_rps <<<"${RPS[gantry]}"
+# Paired ratios: round i of each gantry against round i of nginx, measured in the same round
+# under the same background load.
 read -r -a n_rps <<<"${RPS[nginx]}"
-read -r -a g_p99 <<<"${P99[gantry]}"
 read -r -a n_p99 <<<"${P99[nginx]}"
-read -r -a g_cpu <<<"${CPU_US[gantry]}"
 read -r -a n_cpu <<<"${CPU_US[nginx]}"
+declare -A PAIR_RPS PAIR_P99 PAIR_CPU
+PAIR_ROWS=""
 for ((i = 0; i < ROUNDS; i++)); do
-    r_rps=$(awk -v a="${g_rps[i]}" -v b="${n_rps[i]}" 'BEGIN { printf "%.3f", a / b }')
-    r_p99=$(awk -v a="${g_p99[i]}" -v b="${n_p99[i]}" 'BEGIN { printf "%.3f", a / b }')
-    r_cpu=$(awk -v a="${g_cpu[i]}" -v b="${n_cpu[i]}" 'BEGIN { printf "%.3f", a / b }')
-    PAIR_RPS+="$r_rps " PAIR_P99+="$r_p99 " PAIR_CPU+="$r_cpu "
-    PAIR_ROWS+="| $((i + 1)) | $r_rps | $r_p99 | $r_cpu |"$'\n'
+    row="| $((i + 1)) |"
+    for proxy in gantry gantry-h2; do
+        read -r -a g_rps <<<"${RPS[$proxy]}"
+        read -r -a g_p99 <<<"${P99[$proxy]}"
+        read -r -a g_cpu <<<"${CPU_US[$proxy]}"
+        r_rps=$(ratio "${g_rps[i]}" "${n_rps[i]}")
+        r_p99=$(ratio "${g_p99[i]}" "${n_p99[i]}")
+        r_cpu=$(ratio "${g_cpu[i]}" "${n_cpu[i]}")
+        PAIR_RPS[$proxy]+="$r_rps " PAIR_P99[$proxy]+="$r_p99 " PAIR_CPU[$proxy]+="$r_cpu "
+        row+=" $r_rps | $r_p99 | $r_cpu |"
+    done
+    PAIR_ROWS+="$row"$'\n'
 done
-G_RPS=$(median "${RPS[gantry]}") N_RPS=$(median "${RPS[nginx]}")
-G_P50=$(median "${P50[gantry]}") N_P50=$(median "${P50[nginx]}")
-G_P99=$(median "${P99[gantry]}") N_P99=$(median "${P99[nginx]}")
-G_CPU=$(median "${CPU_US[gantry]}") N_CPU=$(median "${CPU_US[nginx]}")
+declare -A MED_RPS MED_P50 MED_P99 MED_CPU
+for proxy in "${PROXIES[@]}"; do
+    MED_RPS[$proxy]=$(median "${RPS[$proxy]}") MED_P50[$proxy]=$(median "${P50[$proxy]}")
+    MED_P99[$proxy]=$(median "${P99[$proxy]}") MED_CPU[$proxy]=$(median "${CPU_US[$proxy]}")
+done
+summary_row() { # proxy
+    echo "| $1 | $(printf '%.0f' "${MED_RPS[$1]}") | ${MED_P50[$1]} | ${MED_P99[$1]} | ${MED_CPU[$1]} |"
+}
+ratio_row() { # proxy
+    echo "| **$1 / nginx** | **$(ratio "${MED_RPS[$1]}" "${MED_RPS[nginx]}")** | $(ratio "${MED_P50[$1]}" "${MED_P50[nginx]}") | **$(ratio "${MED_P99[$1]}" "${MED_P99[nginx]}")** | **$(ratio "${MED_CPU[$1]}" "${MED_CPU[nginx]}")** |"
+}
+pair_median() { # proxy
+    echo "**$(median "${PAIR_RPS[$1]}")** | **$(median "${PAIR_P99[$1]}")** | **$(median "${PAIR_CPU[$1]}")**"
+}
 
 # ---------------------------------------------------------------------------------------------
 # 5. Report
@@ -375,16 +407,22 @@ ${ROWS%$'\n'}
 
 | | req/s (median) | p50 ms (median) | p99 ms (median) | CPU µs/req (median) |
 |---|---:|---:|---:|---:|
-| gantry | $(printf '%.0f' "$G_RPS") | $G_P50 | $G_P99 | $G_CPU |
-| nginx | $(printf '%.0f' "$N_RPS") | $N_P50 | $N_P99 | $N_CPU |
-| **gantry / nginx** | **$(ratio "$G_RPS" "$N_RPS")** | $(ratio "$G_P50" "$N_P50") | **$(ratio "$G_P99" "$N_P99")** | **$(ratio "$G_CPU" "$N_CPU")** |
+$(summary_row gantry)
+$(summary_row gantry-h2)
+$(summary_row nginx)
+$(ratio_row gantry)
+$(ratio_row gantry-h2)
 
-Per-round ratios (each gantry round against the nginx round right after it):
+\`gantry\` proxies to the backend over HTTP/1.1 with keep-alive, as nginx does: the like-for-like
+comparison. \`gantry-h2\` is the same binary with \`protocol: http2\` on the service: each request
+goes upstream as a stream on one h2c connection, which nginx's proxy module cannot do.
 
-| round | gantry / nginx req/s | gantry / nginx p99 | gantry / nginx CPU per request |
-|---:|---:|---:|---:|
+Per-round ratios (each gantry against the nginx run of the same round):
+
+| round | gantry / nginx req/s | p99 | CPU per request | gantry-h2 / nginx req/s | p99 | CPU per request |
+|---:|---:|---:|---:|---:|---:|---:|
 ${PAIR_ROWS%$'\n'}
-| **median** | **$(median "$PAIR_RPS")** | **$(median "$PAIR_P99")** | **$(median "$PAIR_CPU")** |
+| **median** | $(pair_median gantry) | $(pair_median gantry-h2) |
 
 req/s ratio above 1 means gantry serves more; latency and CPU ratios below 1 mean gantry is
 faster or cheaper. "proxy core busy" is the share of its core the proxy used: well below 100 %

@@ -1,6 +1,6 @@
-//! The macro benchmark's upstream: a minimal HTTP/1.1 server that answers every request with
-//! `200 OK` and a small fixed body, on one thread, so that gantry and nginx are compared
-//! against the same cheap backend.
+//! The macro benchmark's upstream: a minimal HTTP server (HTTP/1.1, and HTTP/2 with prior
+//! knowledge on the same port) that answers every request with `200 OK` and a small fixed body,
+//! on one thread, so that gantry and nginx are compared against the same cheap backend.
 //!
 //! Usage: `bench-backend 127.0.0.1:PORT`
 
@@ -9,7 +9,6 @@ use std::net::SocketAddr;
 
 use bytes::Bytes;
 use http_body_util::Full;
-use hyper::server::conn::http1;
 use hyper::service::service_fn;
 use hyper::{Request, Response};
 use hyper_util::rt::TokioIo;
@@ -65,8 +64,7 @@ fn main() {
             let _ = stream.set_nodelay(true);
             tokio::spawn(async move {
                 // Errors are clients going away mid-request: nothing to report in a benchmark.
-                let _ = http1::Builder::new()
-                    .keep_alive(true)
+                let _ = hyper_util::server::conn::auto::Builder::new(hyper_util::rt::TokioExecutor::new())
                     .serve_connection(TokioIo::new(stream), service_fn(answer))
                     .await;
             });
