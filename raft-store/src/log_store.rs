@@ -44,7 +44,15 @@ pub struct LogStore {
     /// starts a new segment (its directory entry is fsynced under the index lock; every 32 MiB).
     writer: Arc<Mutex<()>>,
     committed: Arc<Mutex<Committed>>,
+    /// The entries of the last append, once durable, when small. The leader reads each entry
+    /// back right after appending it: once per follower to replicate it and once to apply it,
+    /// each a `pread` and a decode on Raft's thread, two of them before the entry goes out.
+    recent: Arc<Mutex<Vec<Entry>>>,
 }
+
+/// The largest append (encoded) kept in [`LogStore::recent`]: a config batch is a few hundred
+/// KB at most; a follower catching up appends much more, and reads none of it back soon.
+const RECENT_BYTES: usize = 1 << 20;
 
 impl fmt::Debug for LogStore {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
@@ -59,7 +67,18 @@ impl LogStore {
             wal: Arc::new(RwLock::new(wal)),
             writer: Arc::new(Mutex::new(())),
             committed: Arc::new(Mutex::new(Committed::default())),
+            recent: Arc::new(Mutex::new(Vec::new())),
         }
+    }
+
+    fn recent(&self) -> std::sync::MutexGuard<'_, Vec<Entry>> {
+        self.recent.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    /// Drops the recent entries that `keep` rejects, before the log itself changes: a reader
+    /// meanwhile misses them and reads the files.
+    fn forget_recent(&self, keep: impl Fn(u64) -> bool) {
+        self.recent().retain(|entry| keep(entry.log_id.index));
     }
 
     fn committed_state(&self) -> std::sync::MutexGuard<'_, Committed> {
@@ -80,6 +99,15 @@ impl LogStore {
         let Some((first, end)) = index_range(start, end) else {
             return Ok(Vec::new());
         };
+        {
+            let recent = self.recent();
+            if let (Some(oldest), Some(newest)) = (recent.first(), recent.last()) {
+                let (oldest, newest) = (oldest.log_id.index, newest.log_id.index);
+                if first >= oldest && end <= newest.saturating_add(1) && first < end {
+                    return Ok(recent[(first - oldest) as usize..(end - oldest) as usize].to_vec());
+                }
+            }
+        }
         read_lock(&self.wal).read(first, end)
     }
 
@@ -342,6 +370,7 @@ impl RaftLogStorage<TypeConfig> for LogStore {
                 return Err(e.into_raft(ErrorSubject::Logs, ErrorVerb::Write));
             }
         };
+        let cacheable = bytes.len() <= RECENT_BYTES;
         let wal = self.wal.clone();
         let writer = self.writer.clone();
         // One write and one fdatasync for the whole batch. We wait for it before returning: then
@@ -364,6 +393,7 @@ impl RaftLogStorage<TypeConfig> for LogStore {
         };
         match result {
             Ok(()) => {
+                *self.recent() = if cacheable { entries } else { Vec::new() };
                 callback.log_io_completed(Ok(()));
                 Ok(())
             }
@@ -375,6 +405,7 @@ impl RaftLogStorage<TypeConfig> for LogStore {
     }
 
     async fn truncate(&mut self, log_id: LogId) -> Result<(), StorageError> {
+        self.forget_recent(|index| index < log_id.index);
         let wal = self.wal.clone();
         let writer = self.writer.clone();
         db::blocking(move || {
@@ -387,6 +418,7 @@ impl RaftLogStorage<TypeConfig> for LogStore {
     }
 
     async fn purge(&mut self, log_id: LogId) -> Result<(), StorageError> {
+        self.forget_recent(|index| index > log_id.index);
         let db = self.db.clone();
         let wal = self.wal.clone();
         let committed =
@@ -632,6 +664,21 @@ mod tests {
         let ids: Vec<LogId> = log.try_get_log_entries(..).await.expect("read").iter().map(|e| e.log_id).collect();
         let expected: Vec<LogId> = (1..=15).map(|i| log_id(1, i)).chain([log_id(2, 16)]).collect();
         assert_eq!(ids, expected);
+    }
+
+    #[tokio::test]
+    async fn reads_of_the_last_append_match_the_log_after_truncate_and_purge() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let mut log = open_log(dir.path()).await;
+        log.blocking_append((1..=4).map(|i| entry(1, i))).await.expect("append");
+        assert_eq!(log.try_get_log_entries(2..4).await.expect("read"), [entry(1, 2), entry(1, 3)]);
+        log.truncate(log_id(1, 3)).await.expect("truncate");
+        assert_eq!(log.try_get_log_entries(3..4).await.expect("read"), [], "truncated entries are gone");
+        log.purge(log_id(1, 1)).await.expect("purge");
+        assert_eq!(log.try_get_log_entries(1..2).await.expect("read"), [], "purged entries are gone");
+        assert_eq!(log.try_get_log_entries(2..3).await.expect("read"), [entry(1, 2)]);
+        log.blocking_append([entry(2, 3)]).await.expect("append");
+        assert_eq!(log.try_get_log_entries(2..4).await.expect("read"), [entry(1, 2), entry(2, 3)]);
     }
 
     #[tokio::test]
