@@ -11,8 +11,8 @@
 //! - append: the bytes, then `fdatasync`, then the caller hears of it. Segments are extended
 //!   with written zeros [`PREALLOCATE_BYTES`] at a time ahead of the records, so most appends
 //!   overwrite blocks that already exist: their `fdatasync` flushes data only, with no
-//!   file-size change to journal (on ext4 here 0.13 instead of 0.22 ms with three members
-//!   syncing the same disk, p50). Zeros from a record boundary to the end of the file are that
+//!   file-size change to write back with it (on this ext4 disk 0.13 instead of 0.22 ms, p50,
+//!   with three members syncing at once). Zeros from a record boundary to the end of the file are that
 //!   unused space, in any segment. A crash mid-append leaves
 //!   a torn last record, or after a power loss a record header of zeros or a record with a
 //!   sector of zeros (blocks that never reached the disk), which [`Wal::open`] takes as the end
@@ -37,7 +37,7 @@ pub(crate) const WAL_DIR: &str = "raft-log";
 /// A new segment is started once the active one is at least this long.
 pub(crate) const SEGMENT_BYTES: u64 = 32 << 20;
 /// How far ahead of its records a segment is extended with zeros: one extension (a larger
-/// write, and an `fdatasync` that journals the new size) every few hundred appends.
+/// write, and an `fdatasync` that also writes back the new size) every few hundred appends.
 pub(crate) const PREALLOCATE_BYTES: u64 = 1 << 20;
 const HEADER: usize = 8;
 /// Longest record read back. Group commit bounds an entry at about 4 MiB; a larger length field
@@ -452,7 +452,7 @@ impl PendingAppend {
             .write_all_at(bytes, self.start)
             .and_then(|()| match grow_to > self.allocated {
                 // Written zeros, not `set_len`: a hole would be allocated by later appends, each
-                // a metadata change for `fdatasync` to journal.
+                // a metadata change for `fdatasync` to write back.
                 true => self.file.write_all_at(&vec![0u8; (grow_to - end) as usize], end),
                 false => Ok(()),
             })
