@@ -387,9 +387,9 @@ impl RaftLogStorage<TypeConfig> for LogStore {
         // A current-thread runtime is a thread of Raft's own (gantry's cluster thread): blocking
         // it for the append is the point, and saves two thread hand-offs per append. Workers of
         // a multi-thread runtime are shared, so there the append goes to the blocking pool.
-        let result = match tokio::runtime::Handle::current().runtime_flavor() {
-            tokio::runtime::RuntimeFlavor::CurrentThread => append(),
-            _ => db::blocking(append).await,
+        let result = match tokio::runtime::Handle::try_current().map(|handle| handle.runtime_flavor()) {
+            Ok(tokio::runtime::RuntimeFlavor::CurrentThread) | Err(_) => append(),
+            Ok(_) => db::blocking(append).await,
         };
         match result {
             Ok(()) => {
@@ -575,6 +575,7 @@ mod tests {
         // Flip a byte of the first record's payload: acknowledged entries follow it.
         let path = segment(dir.path());
         let mut bytes = std::fs::read(&path).expect("read");
+        let original_len = u32::from_le_bytes(bytes[0..4].try_into().expect("4 bytes"));
         bytes[10] ^= 0xff;
         std::fs::write(&path, &bytes).expect("write");
         let err = crate::open(dir.path()).await.expect_err("damaged log");
@@ -586,6 +587,13 @@ mod tests {
         std::fs::write(&path, &bytes).expect("write");
         let err = crate::open(dir.path()).await.expect_err("damaged log");
         assert!(err.to_string().contains("impossible record length"), "{err}");
+
+        // A length field made larger, so the record seems to run into the zeros written ahead:
+        // the good records inside it show it is damage, not a torn last append.
+        bytes[0..4].copy_from_slice(&(original_len + 100_000).to_le_bytes());
+        std::fs::write(&path, &bytes).expect("write");
+        let err = crate::open(dir.path()).await.expect_err("damaged log");
+        assert!(err.to_string().contains("checksum mismatch"), "{err}");
     }
 
     #[tokio::test]

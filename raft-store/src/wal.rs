@@ -260,8 +260,11 @@ impl Wal {
                             RecordError::Checksum => {
                                 let record = HEADER.saturating_add(decode_len(rest).unwrap_or(0));
                                 // Nothing but preallocated zeros after it: it was the last write.
-                                rest.get(record..).is_none_or(|after| after.iter().all(|&b| b == 0))
-                                    || has_zero_sector(&bytes, offset, record)
+                                // Unless a good record lies inside it: then its length field is
+                                // what was damaged, and cutting would drop acknowledged entries.
+                                (rest.get(record..).is_none_or(|after| after.iter().all(|&b| b == 0))
+                                    || has_zero_sector(&bytes, offset, record))
+                                    && !holds_a_record(&bytes, offset + HEADER, offset.saturating_add(record))
                             }
                             RecordError::BadLength(_) | RecordError::Store(_) => false,
                         };
@@ -571,6 +574,14 @@ fn has_zero_sector(bytes: &[u8], start: usize, len: usize) -> bool {
     let end = start.saturating_add(len).min(bytes.len());
     let first = start.div_ceil(SECTOR) * SECTOR;
     (first..end).step_by(SECTOR).any(|at| bytes.get(at..at + SECTOR).is_some_and(|s| s.iter().all(|&b| b == 0)))
+}
+
+/// Whether a whole, good record starts anywhere in `bytes[from..to]`. Asked only of a damaged
+/// record on the way to calling it torn (rare), so a byte-by-byte search is fine: most offsets
+/// fail at once on an implausible length.
+fn holds_a_record(bytes: &[u8], from: usize, to: usize) -> bool {
+    let to = to.min(bytes.len());
+    (from..to).any(|at| decode_record(bytes, at, &String::new).is_ok())
 }
 
 fn decode_len(rest: &[u8]) -> Option<usize> {

@@ -2,11 +2,11 @@
 //! files, route tables) and checked for bindable listeners here, then proposed; it commits as a
 //! new revision or is refused with every problem, and nothing changes.
 //!
-//! Writes arrive on the cluster's thread (the admin API runs there). A write alone is parsed
-//! and checked right there, with no hand-off on its way to Raft; while another write is under
-//! way, parsing and checking (the costly part: YAML, route tables) go to the data plane's
-//! runtime, so concurrent writers are prepared in parallel (as many at once as it has workers)
-//! and Raft's thread keeps proposing.
+//! Writes arrive on the cluster's thread (the admin API runs there). A small write alone is
+//! parsed and checked right there, with no hand-off on its way to Raft. A large document (which
+//! could hold up heartbeats for as long as it takes to parse), a rollback, and any write while
+//! another is under way are parsed and checked (the costly part: YAML, route tables) on the data
+//! plane's runtime: concurrent writers are prepared in parallel, and Raft's thread keeps going.
 
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
@@ -54,6 +54,10 @@ pub struct ConfigWriter {
     workers: tokio::runtime::Handle,
 }
 
+/// The largest document parsed and checked on the cluster's thread itself: a few milliseconds of
+/// work at most, well inside a heartbeat interval (50 ms).
+const INLINE_MAX_BYTES: usize = 64 << 10;
+
 /// Counts a write in progress until dropped.
 struct InProgress(Arc<AtomicUsize>);
 
@@ -86,17 +90,21 @@ impl ConfigWriter {
     /// Parses, checks and commits `text` (YAML or JSON); returns the new revision.
     pub async fn apply_text(&self, text: &str, if_revision: Option<u64>) -> Result<u64, ApplyError> {
         let (_counted, others) = InProgress::start(&self.in_progress);
-        let config_json = if others {
+        let config_json = if others || text.len() > INLINE_MAX_BYTES {
             let (writer, text) = (self.clone(), text.to_owned());
-            let workers = self.workers.clone();
-            workers
-                .spawn(async move { writer.prepare(parse_document(&text)) })
-                .await
-                .map_err(|e| ApplyError::Cluster(ClusterError::Raft(format!("checking the document failed: {e}"))))??
+            self.on_workers(move || writer.prepare(parse_document(&text))).await??
         } else {
             self.prepare(parse_document(text))?
         };
         self.commit(config_json, if_revision).await
+    }
+
+    /// Runs `work` on the data plane's runtime.
+    async fn on_workers<T: Send + 'static>(&self, work: impl FnOnce() -> T + Send + 'static) -> Result<T, ApplyError> {
+        self.workers
+            .spawn(async move { work() })
+            .await
+            .map_err(|e| ApplyError::Cluster(ClusterError::Raft(format!("checking the document failed: {e}"))))
     }
 
     pub async fn apply(&self, document: Document, if_revision: Option<u64>) -> Result<u64, ApplyError> {
@@ -123,8 +131,12 @@ impl ConfigWriter {
     /// Commits revision `to` again as a new revision (after checking it still compiles here).
     pub async fn rollback(&self, to: u64, if_revision: Option<u64>) -> Result<u64, ApplyError> {
         let old = self.cluster.state().revision_at(to).cloned().ok_or(ApplyError::UnknownRevision(to))?;
-        let document = parse_document(&old.config_json).map_err(|e| ApplyError::Invalid(e.problems))?;
-        self.check(&document).map_err(ApplyError::Invalid)?;
+        let writer = self.clone();
+        self.on_workers(move || {
+            let document = parse_document(&old.config_json).map_err(|e| ApplyError::Invalid(e.problems))?;
+            writer.check(&document).map_err(ApplyError::Invalid)
+        })
+        .await??;
         match self.cluster.commit(Command::Rollback { to_revision: to, if_revision, at_unix_ms: now_unix_ms() }).await?
         {
             Response::Committed { revision } => Ok(revision),

@@ -212,6 +212,7 @@ impl Cluster {
         record: identity::NodeRecord,
     ) -> Result<Arc<Cluster>, ClusterError> {
         let thread = raft_thread::RaftThread::start()
+            .await
             .map_err(|e| ClusterError::Raft(format!("cannot start the cluster thread: {e}")))?;
         let handle = thread.handle().clone();
         let settings = settings.clone();
@@ -599,14 +600,18 @@ impl Cluster {
         self.thread.handle().spawn(task)
     }
 
-    /// Stops Raft and the fabric, and writes the last committed log id, so a node restarted
-    /// after a clean stop re-applies everything it had committed before it reaches a leader.
+    /// Stops Raft, the fabric and the cluster thread, and writes the last committed log id, so a
+    /// node restarted after a clean stop re-applies everything it had committed before it reaches
+    /// a leader.
     pub async fn shutdown(&self) {
         let _ = self.raft.shutdown().await;
         if let Err(error) = self.log_store.flush_committed().await {
             tracing::warn!(%error, "cannot write the committed log id at stop; it lags until the next start");
         }
         self.fabric.close().await;
+        // Last: the admin API runs there and holds the cluster, so dropping the cluster alone
+        // would never end the thread.
+        self.thread.stop();
     }
 }
 

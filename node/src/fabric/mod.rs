@@ -100,6 +100,9 @@ type ConnectionKey = (SocketAddr, NodeId, &'static [u8]);
 
 pub struct Fabric {
     endpoint: quinn::Endpoint,
+    /// The runtime the endpoint was bound on (the cluster's thread). Connections dialled from a
+    /// task elsewhere get their driver spawned here too, next to the endpoint's.
+    home: tokio::runtime::Handle,
     node_id: NodeId,
     member: MemberTls,
     client_configs: HashMap<&'static [u8], quinn::ClientConfig>,
@@ -141,6 +144,8 @@ impl Fabric {
         reset_secret.extend_from_slice(member.key.secret_der());
         let reset_key = ring::hmac::Key::new(ring::hmac::HMAC_SHA256, &pki::sha256(&reset_secret));
         let endpoint_config = quinn::EndpointConfig::new(Arc::new(reset_key));
+        let home = tokio::runtime::Handle::try_current()
+            .map_err(|e| FabricError::Bind { addr, source: std::io::Error::other(e) })?;
         let socket = std::net::UdpSocket::bind(addr).map_err(|source| FabricError::Bind { addr, source })?;
         let endpoint =
             quinn::Endpoint::new(endpoint_config, Some(server_config), socket, Arc::new(quinn::TokioRuntime))
@@ -156,6 +161,7 @@ impl Fabric {
         }
         Ok(Arc::new(Fabric {
             endpoint,
+            home,
             node_id,
             member,
             client_configs,
@@ -283,10 +289,13 @@ impl Fabric {
             .get(alpn)
             .cloned()
             .ok_or_else(|| FabricError::Unreachable { addr, reason: "unknown protocol".into() })?;
-        let connecting = self
-            .endpoint
-            .connect_with(config, addr, &pki::node_server_name(node))
-            .map_err(|e| FabricError::Unreachable { addr, reason: e.to_string() })?;
+        let connecting = {
+            // quinn spawns the connection's driver with `tokio::spawn` inside `connect_with`.
+            let _home = self.home.enter();
+            self.endpoint
+                .connect_with(config, addr, &pki::node_server_name(node))
+                .map_err(|e| FabricError::Unreachable { addr, reason: e.to_string() })?
+        };
         let connection = connecting.await.map_err(|e| FabricError::Unreachable { addr, reason: e.to_string() })?;
         lock(&self.connections).insert((addr, node, alpn), connection.clone());
         Ok(connection)
