@@ -451,6 +451,36 @@ mod tests {
         Entry { log_id: log_id(term, index), payload: EntryPayload::Normal(command) }
     }
 
+    /// An entry of term 1 whose payload is about `padding` bytes long.
+    fn big_entry(index: u64, padding: usize) -> Entry {
+        let command = Command::RevokeJoinToken { id: format!("{index}-{}", "x".repeat(padding)) };
+        Entry { log_id: log_id(1, index), payload: EntryPayload::Normal(command) }
+    }
+
+    /// The log ids of every entry `log` reads back.
+    async fn stored_ids(log: &mut LogStore) -> Vec<LogId> {
+        log.try_get_log_entries(..).await.expect("read").iter().map(|e| e.log_id).collect()
+    }
+
+    /// The indexes of every entry `log` reads back.
+    async fn stored_indexes(log: &mut LogStore) -> Vec<u64> {
+        stored_ids(log).await.iter().map(|id| id.index).collect()
+    }
+
+    /// A new store holding entries 1..=`count` of term 1, closed again.
+    async fn closed_log_with(count: u64) -> tempfile::TempDir {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let mut log = open_log(dir.path()).await;
+        log.blocking_append((1..=count).map(|i| entry(1, i))).await.expect("append");
+        dir
+    }
+
+    /// Writes `bytes` as the segment at `path` and returns why the store then refuses to open.
+    async fn open_error(dir: &std::path::Path, path: &std::path::Path, bytes: &[u8]) -> String {
+        std::fs::write(path, bytes).expect("write");
+        crate::open(dir).await.expect_err("damaged log").to_string()
+    }
+
     async fn open_log(dir: &std::path::Path) -> LogStore {
         crate::open(dir).await.expect("open store").0
     }
@@ -549,10 +579,7 @@ mod tests {
 
     #[tokio::test]
     async fn a_torn_last_append_is_cut_off_and_the_log_goes_on() {
-        let dir = tempfile::tempdir().expect("tempdir");
-        let mut log = open_log(dir.path()).await;
-        log.blocking_append((1..=3).map(|i| entry(1, i))).await.expect("append");
-        drop(log);
+        let dir = closed_log_with(3).await;
         // Half of a fourth record, as a crash in the middle of its write leaves it.
         let (bytes, _) = wal::encode_records(&[entry(1, 4)]).expect("encode");
         write_after_records(&segment(dir.path()), &bytes[..bytes.len() / 2]);
@@ -562,46 +589,37 @@ mod tests {
         log.blocking_append([entry(2, 4)]).await.expect("append after repair");
         drop(log);
         let mut log = open_log(dir.path()).await;
-        let ids: Vec<u64> = log.try_get_log_entries(..).await.expect("read").iter().map(|e| e.log_id.index).collect();
+        let ids = stored_indexes(&mut log).await;
         assert_eq!(ids, [1, 2, 3, 4]);
     }
 
     #[tokio::test]
     async fn damage_inside_the_log_is_an_error_not_a_silent_cut() {
-        let dir = tempfile::tempdir().expect("tempdir");
-        let mut log = open_log(dir.path()).await;
-        log.blocking_append((1..=3).map(|i| entry(1, i))).await.expect("append");
-        drop(log);
+        let dir = closed_log_with(3).await;
         // Flip a byte of the first record's payload: acknowledged entries follow it.
         let path = segment(dir.path());
         let mut bytes = std::fs::read(&path).expect("read");
         let original_len = u32::from_le_bytes(bytes[0..4].try_into().expect("4 bytes"));
         bytes[10] ^= 0xff;
-        std::fs::write(&path, &bytes).expect("write");
-        let err = crate::open(dir.path()).await.expect_err("damaged log");
-        assert!(err.to_string().contains("checksum mismatch"), "{err}");
+        let err = open_error(dir.path(), &path, &bytes).await;
+        assert!(err.contains("checksum mismatch"), "{err}");
 
         // Garbage instead of a length field is damage too, never a reason to drop what follows.
         bytes[10] ^= 0xff;
         bytes[0..4].copy_from_slice(&u32::MAX.to_le_bytes());
-        std::fs::write(&path, &bytes).expect("write");
-        let err = crate::open(dir.path()).await.expect_err("damaged log");
-        assert!(err.to_string().contains("impossible record length"), "{err}");
+        let err = open_error(dir.path(), &path, &bytes).await;
+        assert!(err.contains("impossible record length"), "{err}");
 
         // A length field made larger, so the record seems to run into the zeros written ahead:
         // the good records inside it show it is damage, not a torn last append.
         bytes[0..4].copy_from_slice(&(original_len + 100_000).to_le_bytes());
-        std::fs::write(&path, &bytes).expect("write");
-        let err = crate::open(dir.path()).await.expect_err("damaged log");
-        assert!(err.to_string().contains("checksum mismatch"), "{err}");
+        let err = open_error(dir.path(), &path, &bytes).await;
+        assert!(err.contains("checksum mismatch"), "{err}");
     }
 
     #[tokio::test]
     async fn an_empty_last_segment_neither_blocks_truncate_nor_hides_entries() {
-        let dir = tempfile::tempdir().expect("tempdir");
-        let mut log = open_log(dir.path()).await;
-        log.blocking_append((1..=5).map(|i| entry(1, i))).await.expect("append");
-        drop(log);
+        let dir = closed_log_with(5).await;
         // A crash right after the next segment was created, before anything reached it; and a
         // file that is not a segment.
         let wal_dir = dir.path().join(wal::WAL_DIR);
@@ -614,7 +632,7 @@ mod tests {
         log.blocking_append([entry(2, 3)]).await.expect("append after truncate");
         drop(log);
         let mut log = open_log(dir.path()).await;
-        let ids: Vec<LogId> = log.try_get_log_entries(..).await.expect("read").iter().map(|e| e.log_id).collect();
+        let ids = stored_ids(&mut log).await;
         assert_eq!(ids, [log_id(1, 1), log_id(1, 2), log_id(2, 3)]);
     }
 
@@ -623,10 +641,7 @@ mod tests {
         let dir = tempfile::tempdir().expect("tempdir");
         let mut log = open_log(dir.path()).await;
         // Entries of ~300 KB: several extensions of the segment, each in the middle of an entry.
-        let big = |index: u64| {
-            let command = Command::RevokeJoinToken { id: format!("{index}-{}", "y".repeat(300_000)) };
-            Entry { log_id: log_id(1, index), payload: EntryPayload::Normal(command) }
-        };
+        let big = |index| big_entry(index, 300_000);
         let mut lengths = std::collections::BTreeSet::new();
         for index in 1..=8 {
             log.blocking_append([big(index)]).await.expect("append");
@@ -652,7 +667,7 @@ mod tests {
         log.blocking_append([entry(2, 5)]).await.expect("append after truncate");
         drop(log);
         let mut log = open_log(dir.path()).await;
-        let ids: Vec<LogId> = log.try_get_log_entries(..).await.expect("read").iter().map(|e| e.log_id).collect();
+        let ids = stored_ids(&mut log).await;
         assert_eq!(ids, [1, 2, 3, 4].map(|i| log_id(1, i)).into_iter().chain([log_id(2, 5)]).collect::<Vec<_>>());
     }
 
@@ -669,7 +684,7 @@ mod tests {
         log.blocking_append([entry(2, 16)]).await.expect("append after truncate");
         drop(log);
         let mut log = open_log(dir.path()).await;
-        let ids: Vec<LogId> = log.try_get_log_entries(..).await.expect("read").iter().map(|e| e.log_id).collect();
+        let ids = stored_ids(&mut log).await;
         let expected: Vec<LogId> = (1..=15).map(|i| log_id(1, i)).chain([log_id(2, 16)]).collect();
         assert_eq!(ids, expected);
     }
@@ -700,10 +715,7 @@ mod tests {
 
     #[tokio::test]
     async fn zeros_inside_the_last_append_end_the_log_there() {
-        let dir = tempfile::tempdir().expect("tempdir");
-        let mut log = open_log(dir.path()).await;
-        log.blocking_append((1..=3).map(|i| entry(1, i))).await.expect("append");
-        drop(log);
+        let dir = closed_log_with(3).await;
         // Entries 4..=6 as one append whose middle record never reached the disk (a power loss
         // can keep later blocks of a write and lose earlier ones).
         let (mut bytes, at) = wal::encode_records(&[entry(1, 4), entry(1, 5), entry(1, 6)]).expect("encode");
@@ -712,7 +724,7 @@ mod tests {
         write_after_records(&segment(dir.path()), &bytes);
 
         let mut log = open_log(dir.path()).await;
-        let ids: Vec<u64> = log.try_get_log_entries(..).await.expect("read").iter().map(|e| e.log_id.index).collect();
+        let ids = stored_indexes(&mut log).await;
         assert_eq!(ids, [1, 2, 3, 4]);
         log.blocking_append([entry(2, 5)]).await.expect("the log goes on from there");
     }
@@ -720,10 +732,7 @@ mod tests {
     #[tokio::test]
     async fn a_zero_sector_inside_the_last_append_ends_the_log_there() {
         let dir = tempfile::tempdir().expect("tempdir");
-        let big = |index: u64| {
-            let command = Command::RevokeJoinToken { id: format!("{index}-{}", "x".repeat(3000)) };
-            Entry { log_id: log_id(1, index), payload: EntryPayload::Normal(command) }
-        };
+        let big = |index| big_entry(index, 3000);
         let mut log = open_log(dir.path()).await;
         log.blocking_append([big(1), big(2)]).await.expect("append");
         drop(log);
@@ -736,7 +745,7 @@ mod tests {
         write_after_records(&path, &bytes);
 
         let mut log = open_log(dir.path()).await;
-        let ids: Vec<u64> = log.try_get_log_entries(..).await.expect("read").iter().map(|e| e.log_id.index).collect();
+        let ids = stored_indexes(&mut log).await;
         assert_eq!(ids, [1, 2, 3]);
     }
 
@@ -762,10 +771,7 @@ mod tests {
         let dir = tempfile::tempdir().expect("tempdir");
         let mut log = open_log(dir.path()).await;
         // Entries big enough that a few segments fill up.
-        let big = |index: u64| {
-            let command = Command::RevokeJoinToken { id: "x".repeat((wal::SEGMENT_BYTES / 4) as usize) };
-            Entry { log_id: log_id(1, index), payload: EntryPayload::Normal(command) }
-        };
+        let big = |index| big_entry(index, (wal::SEGMENT_BYTES / 4) as usize);
         for index in 1..=10 {
             log.blocking_append([big(index)]).await.expect("append");
         }
@@ -775,7 +781,7 @@ mod tests {
         log.purge(log_id(1, 4)).await.expect("purge");
         drop(log);
         let mut log = open_log(dir.path()).await;
-        let ids: Vec<u64> = log.try_get_log_entries(..).await.expect("read").iter().map(|e| e.log_id.index).collect();
+        let ids = stored_indexes(&mut log).await;
         assert_eq!(ids, [5]);
         assert!(segments() <= 2, "{} segments", segments());
     }
@@ -800,7 +806,7 @@ mod tests {
             txn.commit().expect("commit");
         }
         let mut log = open_log(dir.path()).await;
-        let ids: Vec<u64> = log.try_get_log_entries(..).await.expect("read").iter().map(|e| e.log_id.index).collect();
+        let ids = stored_indexes(&mut log).await;
         assert_eq!(ids, [3, 4, 5]);
         drop(log);
         let db = db::open(dir.path()).expect("open db");

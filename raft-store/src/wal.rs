@@ -12,12 +12,11 @@
 //!   with written zeros [`PREALLOCATE_BYTES`] at a time ahead of the records, so most appends
 //!   overwrite blocks that already exist: their `fdatasync` flushes data only, with no
 //!   file-size change to write back with it (on this ext4 disk 0.13 instead of 0.22 ms, p50,
-//!   with three members syncing at once). Zeros from a record boundary to the end of the file are that
-//!   unused space, in any segment. A crash mid-append leaves
-//!   a torn last record, or after a power loss a record header of zeros or a record with a
-//!   sector of zeros (blocks that never reached the disk), which [`Wal::open`] takes as the end
-//!   of the log and cuts off there (it was never acknowledged). Other damage is an error, never
-//!   a silent cut.
+//!   with three members syncing at once). Zeros from a record boundary to the end of the file
+//!   are that unused space, in any segment. A crash mid-append leaves a torn last record, or
+//!   after a power loss a record header of zeros or a record with a sector of zeros (blocks
+//!   that never reached the disk), which [`Wal::open`] takes as the end of the log and cuts off
+//!   there (it was never acknowledged). Other damage is an error, never a silent cut.
 //! - truncate: later segments are unlinked first, last to first, then the segment holding the
 //!   cut is shortened; an interrupted truncate leaves a shorter log with no hole.
 //! - purge: the caller records the purge point (in redb) before whole segments are unlinked;

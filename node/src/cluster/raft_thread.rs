@@ -12,6 +12,7 @@ use tokio::sync::oneshot;
 
 /// The running thread. It stops (and drops what still runs on it) on [`RaftThread::stop`] or
 /// when this is dropped.
+#[derive(Debug)]
 pub(crate) struct RaftThread {
     handle: Handle,
     stop: Mutex<Option<oneshot::Sender<()>>>,
@@ -46,12 +47,6 @@ impl RaftThread {
     pub(crate) fn stop(&self) {
         let mut stop = self.stop.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
         drop(stop.take());
-    }
-}
-
-impl std::fmt::Debug for RaftThread {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str("RaftThread")
     }
 }
 
