@@ -8,10 +8,9 @@ use std::task::{Context, Poll};
 use bytes::Bytes;
 use http_body::{Body, Frame, SizeHint};
 use http_body_util::Full;
-use hyper::body::Incoming;
 
 use crate::telemetry::AccessRecord;
-use crate::upstream::{BoxError, InFlightGuard, PooledConnection};
+use crate::upstream::{BoxError, InFlightGuard, PooledConnection, UpstreamBody};
 
 /// A response body on its way to the client. Streams an upstream body (or bytes made here)
 /// without boxing; when the access log is on, counts the bytes sent. When it is dropped (sent in
@@ -29,7 +28,7 @@ pub struct ResponseBody {
 #[derive(Debug)]
 enum Inner {
     Full(Full<Bytes>),
-    Upstream(Incoming),
+    Upstream(UpstreamBody),
 }
 
 impl ResponseBody {
@@ -39,7 +38,7 @@ impl ResponseBody {
 
     /// An upstream response body; `in_flight` and `connection` are held until this body is
     /// dropped.
-    pub fn upstream(body: Incoming, in_flight: InFlightGuard, connection: Option<PooledConnection>) -> Self {
+    pub fn upstream(body: UpstreamBody, in_flight: InFlightGuard, connection: Option<PooledConnection>) -> Self {
         Self { inner: Inner::Upstream(body), record: None, _in_flight: Some(in_flight), _connection: connection }
     }
 
@@ -57,7 +56,7 @@ impl Body for ResponseBody {
         let this = self.get_mut();
         let polled = match &mut this.inner {
             Inner::Full(full) => Pin::new(full).poll_frame(cx).map_err(|never| match never {}),
-            Inner::Upstream(body) => Pin::new(body).poll_frame(cx).map_err(BoxError::from),
+            Inner::Upstream(body) => Pin::new(body).poll_frame(cx),
         };
         if let (Some(record), Poll::Ready(Some(Ok(frame)))) = (&mut this.record, &polled) {
             if let Some(data) = frame.data_ref() {

@@ -21,7 +21,9 @@ use crate::dataplane::{Dataplane, ListenerPlan, RouteRuntime, Snapshot};
 use crate::lb::hash64;
 use crate::routing::RequestView;
 use crate::telemetry::{access_log_enabled, AccessRecord};
-use crate::upstream::{Endpoint, InFlightGuard, Outcome, PooledConnection, ProxyBody, ServiceRuntime, UpstreamError};
+use crate::upstream::{
+    Endpoint, InFlightGuard, Outcome, PooledConnection, ProxyBody, ServiceRuntime, UpstreamBody, UpstreamError,
+};
 
 /// What a connection knows about itself, shared by its requests.
 #[derive(Debug)]
@@ -447,7 +449,7 @@ fn upstream_request(
 }
 
 fn client_response(
-    response: Response<Incoming>,
+    response: Response<UpstreamBody>,
     service: &ServiceRuntime,
     endpoint: &Endpoint,
     sticky_id: Option<&str>,

@@ -1,10 +1,10 @@
 //! Pooled HTTP clients to upstream endpoints: keep-alive connections per endpoint, HTTP/1.1 or
 //! HTTP/2 (prior knowledge) as the service says, with connect and idle timeouts.
 //!
-//! HTTP/1.1 services use a pool of their own here, one per endpoint, found by the endpoint's
-//! index (no hashing): a connection goes back to its pool when the response body sent to the
-//! client is done, without a task per request. HTTP/2 services use hyper-util's pooled client
-//! (one connection per endpoint carries every request).
+//! Connections are found by the endpoint's index (no hashing). HTTP/1.1 services keep a pool of
+//! idle connections per endpoint: a connection goes back to its pool when the response body sent
+//! to the client is done, without a task per request. HTTP/2 services keep one connection per
+//! endpoint that carries every request (`h2.rs`).
 
 use std::future::Future;
 use std::io;
@@ -23,10 +23,10 @@ use http_body::{Body, Frame, SizeHint};
 use http_body_util::{Full, Limited};
 use hyper::body::Incoming;
 use hyper::client::conn::http1;
-use hyper_util::client::legacy::connect::HttpConnector;
-use hyper_util::client::legacy::Client;
-use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
+use hyper_util::rt::TokioIo;
 use tokio::net::TcpStream;
+
+use super::h2::{H2Body, H2Endpoint, H2Settings};
 
 pub type BoxError = Box<dyn std::error::Error + Send + Sync>;
 
@@ -94,24 +94,56 @@ pub enum UpstreamError {
     /// The connection failed while sending the request or reading the response head.
     #[error(transparent)]
     Send(hyper::Error),
-    /// hyper-util's client (HTTP/2 services).
-    #[error(transparent)]
-    Client(hyper_util::client::legacy::Error),
+    /// HTTP/2 services: the connection or the request's stream failed.
+    #[error("HTTP/2: {0}")]
+    Http2(#[source] h2::Error),
+    /// HTTP/2 services: the request body could not be read (over its size limit, say).
+    #[error("request body: {0}")]
+    Body(#[source] BoxError),
 }
 
 impl UpstreamError {
     /// Whether no connection could be made (so the request never left).
     pub fn is_connect(&self) -> bool {
+        matches!(self, UpstreamError::Connect(_))
+    }
+}
+
+/// A response body from an endpoint: HTTP/1.1 (hyper's) or an HTTP/2 stream.
+#[derive(Debug)]
+pub enum UpstreamBody {
+    Http1(Incoming),
+    Http2(H2Body),
+}
+
+impl Body for UpstreamBody {
+    type Data = Bytes;
+    type Error = BoxError;
+
+    fn poll_frame(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
+        match self.get_mut() {
+            UpstreamBody::Http1(body) => Pin::new(body).poll_frame(cx).map_err(BoxError::from),
+            UpstreamBody::Http2(body) => Pin::new(body).poll_frame(cx).map_err(BoxError::from),
+        }
+    }
+
+    fn is_end_stream(&self) -> bool {
         match self {
-            UpstreamError::Connect(_) => true,
-            UpstreamError::Send(_) => false,
-            UpstreamError::Client(error) => error.is_connect(),
+            UpstreamBody::Http1(body) => body.is_end_stream(),
+            UpstreamBody::Http2(body) => body.is_end_stream(),
+        }
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        match self {
+            UpstreamBody::Http1(body) => body.size_hint(),
+            UpstreamBody::Http2(body) => body.size_hint(),
         }
     }
 }
 
 /// What a request to one endpoint needs, parsed once per revision rather than per request, and
-/// the endpoint's pool of idle HTTP/1.1 connections.
+/// the endpoint's connections: a pool of idle HTTP/1.1 ones, or its HTTP/2 one.
 #[derive(Debug)]
 struct Target {
     address: String,
@@ -119,6 +151,7 @@ struct Target {
     authority: Option<Authority>,
     host: Option<HeaderValue>,
     pool: Arc<Pool>,
+    h2: Arc<H2Endpoint>,
 }
 
 impl Target {
@@ -129,6 +162,7 @@ impl Target {
             authority: Authority::try_from(address).ok(),
             host: HeaderValue::from_str(address).ok(),
             pool: Arc::new(Pool::new(idle_timeout)),
+            h2: Arc::new(H2Endpoint::new()),
         }
     }
 }
@@ -136,7 +170,7 @@ impl Target {
 #[derive(Debug)]
 enum Transport {
     Http1 { builder: http1::Builder, connect_timeout: Duration },
-    Http2(Box<Client<HttpConnector, ProxyBody>>),
+    Http2(H2Settings),
 }
 
 #[derive(Clone, Debug)]
@@ -154,22 +188,11 @@ impl UpstreamClient {
             UpstreamProtocol::Http1 => {
                 Transport::Http1 { builder: http1::Builder::new(), connect_timeout: service.timeouts.connect.get() }
             }
-            UpstreamProtocol::Http2 => {
-                let mut connector = HttpConnector::new();
-                connector.set_connect_timeout(Some(service.timeouts.connect.get()));
-                connector.set_nodelay(true);
-                connector.set_keepalive(Some(TCP_KEEPALIVE));
-                connector.enforce_http(true);
-                let mut builder = Client::builder(TokioExecutor::new());
-                builder
-                    .timer(TokioTimer::new())
-                    .pool_timer(TokioTimer::new())
-                    .pool_idle_timeout(idle_timeout)
-                    .pool_max_idle_per_host(MAX_IDLE_PER_ENDPOINT)
-                    .set_host(false)
-                    .http2_only(true);
-                Transport::Http2(Box::new(builder.build(connector)))
-            }
+            UpstreamProtocol::Http2 => Transport::Http2(H2Settings {
+                connect_timeout: service.timeouts.connect.get(),
+                idle_timeout,
+                tcp_keepalive: TCP_KEEPALIVE,
+            }),
         };
         let targets = service.endpoints.iter().map(|e| Target::new(&e.address, idle_timeout)).collect();
         Self { transport: Arc::new(transport), targets, idle_timeout }
@@ -180,8 +203,8 @@ impl UpstreamClient {
     }
 
     /// The URI of a request for `path` to the endpoint at `index` of the service (`address`):
-    /// origin-form (`/path?query`) on HTTP/1.1 connections, absolute (`http://address/path`)
-    /// for hyper-util's client; authority-form for CONNECT.
+    /// origin-form (`/path?query`) on HTTP/1.1 connections, absolute (`http://address/path`) on
+    /// HTTP/2 (its :scheme and :authority); authority-form for CONNECT.
     pub fn uri(&self, index: u32, address: &str, method: &Method, path: Option<&PathAndQuery>) -> Result<Uri, String> {
         let authority = || match self.target(index, address).and_then(|t| t.authority.clone()) {
             Some(authority) => Ok(authority),
@@ -222,22 +245,23 @@ impl UpstreamClient {
         index: u32,
         address: &'a str,
         mut request: http::Request<ProxyBody>,
-    ) -> impl Future<Output = Result<(http::Response<Incoming>, Option<PooledConnection>), UpstreamError>> + Send + 'a
+    ) -> impl Future<Output = Result<(http::Response<UpstreamBody>, Option<PooledConnection>), UpstreamError>> + Send + 'a
     {
         async move {
-            let (builder, connect_timeout) = match &*self.transport {
-                Transport::Http1 { builder, connect_timeout } => (builder, *connect_timeout),
-                Transport::Http2(client) => {
-                    return client.request(request).await.map(|r| (r, None)).map_err(UpstreamError::Client);
-                }
-            };
-            // An endpoint outside the compiled list (not expected) gets a pool of its own.
+            // An endpoint outside the compiled list (not expected) gets connections of its own.
             let fallback: Box<Target>;
             let target = match self.target(index, address) {
                 Some(target) => target,
                 None => {
                     fallback = Box::new(Target::new(address, self.idle_timeout));
                     &*fallback
+                }
+            };
+            let (builder, connect_timeout) = match &*self.transport {
+                Transport::Http1 { builder, connect_timeout } => (builder, *connect_timeout),
+                Transport::Http2(settings) => {
+                    let response = target.h2.send(&target.address, settings, request).await?;
+                    return Ok((response.map(UpstreamBody::Http2), None));
                 }
             };
             loop {
@@ -250,7 +274,7 @@ impl UpstreamClient {
                 match sender.try_send_request(request).await {
                     Ok(response) => {
                         let pooled = PooledConnection { sender: Some(sender), pool: target.pool.clone() };
-                        return Ok((response, Some(pooled)));
+                        return Ok((response.map(UpstreamBody::Http1), Some(pooled)));
                     }
                     Err(mut error) => match error.take_message() {
                         // A kept-alive connection closed before the request went out: try

@@ -3,8 +3,9 @@
 
 mod client;
 mod endpoint;
+mod h2;
 mod service;
 
-pub use client::{BoxError, PooledConnection, ProxyBody, UpstreamClient, UpstreamError};
+pub use client::{BoxError, PooledConnection, ProxyBody, UpstreamBody, UpstreamClient, UpstreamError};
 pub use endpoint::{EndpointHealth, InFlightGuard, Outcome};
 pub use service::{Endpoint, HealthRegistry, PickRequest, ServiceRuntime};

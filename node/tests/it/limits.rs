@@ -10,11 +10,16 @@ use tokio::net::TcpStream;
 use crate::common::*;
 
 async fn node(limits: &str) -> (Backend, Gantry) {
+    node_with_upstream(limits, "http1").await
+}
+
+/// `protocol`: how gantry talks to the backend (it serves both).
+async fn node_with_upstream(limits: &str, protocol: &str) -> (Backend, Gantry) {
     let backend = Backend::start("web").await;
     let yaml = format!(
         r#"
 listeners: [ {{ name: public, protocol: http, limits: {{ {limits} }} }} ]
-services: [ {{ name: web, endpoints: [ {{ address: "{}" }} ] }} ]
+services: [ {{ name: web, protocol: {protocol}, endpoints: [ {{ address: "{}" }} ] }} ]
 routes: [ {{ name: all, to: [ {{ service: web }} ] }} ]
 "#,
         backend.addr
@@ -57,7 +62,16 @@ async fn oversized_and_too_many_headers_get_431() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn bodies_over_the_limit_get_413() {
-    let (backend, gantry) = node("max_body_bytes: 1024").await;
+    bodies_over_the_limit("http1").await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bodies_over_the_limit_get_413_with_an_http2_upstream() {
+    bodies_over_the_limit("http2").await;
+}
+
+async fn bodies_over_the_limit(upstream: &str) {
+    let (backend, gantry) = node_with_upstream("max_body_bytes: 1024", upstream).await;
     let client = client();
     let reply = request(&client, http::Method::POST, &gantry.url("/echo"), &[], Bytes::from(vec![b'x'; 4096]))
         .await
