@@ -190,3 +190,22 @@ async fn garbage_frames_are_dropped_and_counted() {
     let answer: String = client.request(addr, 1, ALPN_RAFT, &"still here".to_string(), WAIT).await.expect("request");
     assert!(answer.ends_with("still here"));
 }
+
+#[test]
+fn the_endpoint_socket_gets_a_large_receive_buffer() {
+    let socket = std::net::UdpSocket::bind("127.0.0.1:0").expect("bind");
+    let before = socket2::SockRef::from(&socket).recv_buffer_size().expect("size") / 2;
+    super::enlarge_receive_buffer(&socket);
+    let after = socket2::SockRef::from(&socket).recv_buffer_size().expect("size") / 2;
+    let rmem_max: usize = std::fs::read_to_string("/proc/sys/net/core/rmem_max")
+        .ok()
+        .and_then(|text| text.trim().parse().ok())
+        .unwrap_or(0);
+    // Root gets what it asks for past rmem_max; anyone else up to rmem_max.
+    let reachable = if rustix::process::geteuid().is_root() {
+        super::UDP_RECEIVE_BUFFER
+    } else {
+        super::UDP_RECEIVE_BUFFER.min(rmem_max.max(before))
+    };
+    assert!(after >= reachable, "receive buffer {after} bytes, expected at least {reachable} (was {before})");
+}
