@@ -2,6 +2,7 @@
 //! returning every problem with its path (`routes[2].to[0].service: unknown service "reviws"`).
 
 mod duration;
+mod fast_yaml;
 mod schema;
 mod validate;
 
@@ -62,7 +63,11 @@ const SECTIONS: [&str; 4] = ["listeners", "certificates", "services", "routes"];
 /// Parses YAML (JSON is valid YAML) and validates the result. Structural problems are reported
 /// per list element, so one bad route does not hide the problems of the next.
 pub fn parse_document(text: &str) -> Result<Document, ConfigError> {
-    let raw: serde_json::Value = match serde_saphyr::from_str(text) {
+    let parsed = match fast_yaml::parse(text) {
+        Some(value) => Ok(value),
+        None => serde_saphyr::from_str(text),
+    };
+    let raw: serde_json::Value = match parsed {
         Ok(value) => value,
         Err(err) => {
             return Err(ConfigError { problems: vec![Problem::new("", format!("not valid YAML or JSON: {err}"))] })
