@@ -51,6 +51,8 @@ pub async fn serve(listener: TcpListener, state: Arc<AdminState>) {
                 continue;
             }
         };
+        // Answers go out at once rather than behind Nagle's wait for the client's ACK.
+        let _ = stream.set_nodelay(true);
         let state = state.clone();
         tokio::spawn(async move {
             let service = service_fn(move |request| {
