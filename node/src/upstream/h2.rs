@@ -434,6 +434,17 @@ mod tests {
         Endpoint { address, accepted, ended }
     }
 
+    /// How many connections the endpoint saw end, once `count` have or a second has passed.
+    async fn ended_within_a_second(endpoint: &Endpoint, count: usize) -> usize {
+        for _ in 0..100 {
+            if endpoint.ended.load(Ordering::SeqCst) >= count {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        endpoint.ended.load(Ordering::SeqCst)
+    }
+
     fn settings(idle: Duration) -> H2Settings {
         H2Settings {
             connect_timeout: Duration::from_secs(1),
@@ -483,13 +494,7 @@ mod tests {
         for round in 1..=3 {
             assert_eq!(call(&h2, &endpoint, &settings, Bytes::new()).await, "ok");
             // Wait for the GOAWAY to land, so the next request finds the connection closing.
-            for _ in 0..100 {
-                if endpoint.ended.load(Ordering::SeqCst) == round {
-                    break;
-                }
-                tokio::time::sleep(Duration::from_millis(10)).await;
-            }
-            assert_eq!(endpoint.ended.load(Ordering::SeqCst), round);
+            assert_eq!(ended_within_a_second(&endpoint, round).await, round);
         }
         assert_eq!(endpoint.accepted.load(Ordering::SeqCst), 3);
     }
@@ -501,13 +506,7 @@ mod tests {
         let settings = settings(Duration::from_millis(100));
         assert_eq!(call(&h2, &endpoint, &settings, Bytes::new()).await, "ok");
         // Two idle checks: the first sees the request, the second lets the connection go.
-        for _ in 0..100 {
-            if endpoint.ended.load(Ordering::SeqCst) == 1 {
-                break;
-            }
-            tokio::time::sleep(Duration::from_millis(10)).await;
-        }
-        assert_eq!(endpoint.ended.load(Ordering::SeqCst), 1, "the idle connection was closed");
+        assert_eq!(ended_within_a_second(&endpoint, 1).await, 1, "the idle connection was closed");
         assert!(h2.current().is_none());
         assert_eq!(call(&h2, &endpoint, &settings, Bytes::new()).await, "ok");
         assert_eq!(endpoint.accepted.load(Ordering::SeqCst), 2);
