@@ -10,8 +10,11 @@ use granit_parser::{Event, Parser, ScalarStyle};
 use serde_json::{Map, Value};
 
 /// Larger documents go to serde-saphyr, whose resource budget (events, nodes, bytes) then
-/// applies as before; below this size no document can come near it.
+/// applies as before; below this size only its depth limit can be reached.
 pub(crate) const MAX_BYTES: usize = 64 * 1024;
+/// serde-saphyr's default budget refuses collections nested deeper than 64; such documents are
+/// left to it, so that it refuses them.
+const MAX_DEPTH: usize = 64;
 
 /// The document as serde-saphyr would deserialize it into a `Value`, or `None` when this fast
 /// path cannot be sure of that.
@@ -34,6 +37,7 @@ pub(crate) fn parse(text: &str) -> Option<Value> {
                 }
                 continue;
             }
+            Event::MappingStart(..) | Event::SequenceStart(..) if stack.len() >= MAX_DEPTH => return None,
             Event::MappingStart(_, 0, None) => {
                 stack.push(Frame::Mapping { map: Map::new(), key: None });
                 continue;
@@ -289,6 +293,20 @@ mod tests {
             "1.5: x\n",                                     // a key that may be a number
         ] {
             assert_eq!(parse(text), None, "{text:?}");
+        }
+    }
+
+    #[test]
+    fn nesting_past_serde_saphyrs_depth_limit_is_left_to_it() {
+        // serde-saphyr refuses collections nested deeper than 64; the fast path must not accept
+        // what it refuses. 64 levels are fine for both.
+        for depth in [64, 65] {
+            let flow = format!("{}{}", "[".repeat(depth), "]".repeat(depth));
+            let block: String = (0..depth).map(|level| format!("{}k:\n", "  ".repeat(level))).collect();
+            for text in [flow, block] {
+                assert_eq!(parse(&text).is_some(), authority(&text).is_some(), "depth {depth}: {text:?}");
+                assert_eq!(parse(&text).is_some(), depth <= MAX_DEPTH, "depth {depth}");
+            }
         }
     }
 
