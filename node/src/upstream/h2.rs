@@ -33,12 +33,23 @@ const INITIAL_MAX_SEND_STREAMS: usize = 100;
 /// Shortest period of the idle check.
 const MIN_IDLE_CHECK: Duration = Duration::from_millis(90);
 
+/// How long the rest of a request body is still sent after the endpoint has answered.
+const LATE_BODY_LIMIT: Duration = Duration::from_secs(60);
+
+/// A connection whose sent data stays unacknowledged this long is closed by the kernel
+/// (`TCP_USER_TIMEOUT`): every request shares the one connection, so an endpoint that vanished
+/// without a FIN or RST must not hold them all until TCP gives up (~15 minutes).
+const UNACKNOWLEDGED_LIMIT: Duration = Duration::from_secs(20);
+
 /// The HTTP/2 connection to one endpoint (at most one at a time) and how to make one.
 #[derive(Debug)]
 pub(super) struct H2Endpoint {
     current: Mutex<Option<Current>>,
     /// Held while connecting, so that requests arriving together share one new connection.
     connecting: tokio::sync::Mutex<()>,
+    /// Connection attempts that failed, ever: tells a request that waited for `connecting`
+    /// whether the attempt it waited on failed.
+    failed_connects: AtomicU64,
     next_id: AtomicU64,
 }
 
@@ -60,7 +71,12 @@ pub(super) struct H2Settings {
 
 impl H2Endpoint {
     pub(super) fn new() -> Self {
-        Self { current: Mutex::new(None), connecting: tokio::sync::Mutex::new(()), next_id: AtomicU64::new(0) }
+        Self {
+            current: Mutex::new(None),
+            connecting: tokio::sync::Mutex::new(()),
+            failed_connects: AtomicU64::new(0),
+            next_id: AtomicU64::new(0),
+        }
     }
 
     fn lock(&self) -> MutexGuard<'_, Option<Current>> {
@@ -136,24 +152,43 @@ impl H2Endpoint {
             let response = if head_only {
                 response.await.map_err(|error| self.failed(id, error))?
             } else {
-                // The body goes up while the response is awaited; an endpoint may answer before
-                // it has read it all, and then the rest is sent from a task of its own.
+                // The body goes up while the response is awaited. An endpoint may answer before it
+                // has read it all (a 401, a 413): the response counts, and what is left of the
+                // body is sent from a task of its own, as long as the endpoint takes it.
                 let mut pipe = Some(PipeToStream { body, stream, pending: None });
                 let response = std::future::poll_fn(|cx| {
+                    if let Poll::Ready(response) = response.as_mut().poll(cx) {
+                        return Poll::Ready(response.map_err(|error| self.failed(id, error)));
+                    }
                     if let Some(piping) = pipe.as_mut() {
                         match Pin::new(piping).poll(cx) {
                             Poll::Ready(Ok(())) => pipe = None,
-                            Poll::Ready(Err(error)) => return Poll::Ready(Err(UpstreamError::Body(error))),
+                            // The client's body failed (over the size limit, say): that is
+                            // this request's answer.
+                            Poll::Ready(Err(PipeError::Body(error))) => {
+                                return Poll::Ready(Err(UpstreamError::Body(error)))
+                            }
+                            // The endpoint stopped taking the body (it reset the stream or the
+                            // connection closed): its response, or the stream's error, tells.
+                            Poll::Ready(Err(PipeError::Upstream(error))) => {
+                                tracing::debug!(%error, "an HTTP/2 upstream stopped taking a request body");
+                                pipe = None;
+                            }
                             Poll::Pending => {}
                         }
                     }
-                    response.as_mut().poll(cx).map_err(|error| self.failed(id, error))
+                    Poll::Pending
                 })
                 .await?;
                 if let Some(piping) = pipe {
                     tokio::spawn(async move {
-                        if let Err(error) = piping.await {
-                            tracing::debug!(%error, "request body to an HTTP/2 upstream ended early");
+                        match tokio::time::timeout(LATE_BODY_LIMIT, piping).await {
+                            Ok(Ok(())) => {}
+                            Ok(Err(error)) => tracing::debug!(%error, "request body to an HTTP/2 upstream ended early"),
+                            // Dropping the pipe drops its stream handle: h2 resets the stream.
+                            Err(_) => {
+                                tracing::debug!("gave up sending a request body the HTTP/2 upstream had answered")
+                            }
                         }
                     });
                 }
@@ -173,40 +208,65 @@ impl H2Endpoint {
         UpstreamError::Http2(error)
     }
 
-    /// The current connection if another request made one meanwhile, else a new one.
+    /// The current connection if another request made one meanwhile, else a new one. A request
+    /// that waited while another's attempt failed fails too, at once, rather than making its
+    /// own attempt in turn (each waiter would wait a connect timeout more than the one before).
     async fn connect(
         self: &Arc<Self>,
         address: &str,
         settings: &H2Settings,
     ) -> Result<(u64, h2::client::SendRequest<Bytes>), UpstreamError> {
+        let failures_before = self.failed_connects.load(Ordering::Acquire);
         let _connecting = self.connecting.lock().await;
         if let Some(current) = self.current() {
             return Ok(current);
         }
-        let stream = match tokio::time::timeout(settings.connect_timeout, TcpStream::connect(address)).await {
-            Ok(connected) => connected.map_err(UpstreamError::Connect)?,
-            Err(_) => return Err(UpstreamError::Connect(io::Error::new(io::ErrorKind::TimedOut, "connect timed out"))),
+        if self.failed_connects.load(Ordering::Acquire) != failures_before {
+            return Err(UpstreamError::Connect(io::Error::other(format!(
+                "connecting to {address} failed (another request's attempt, just now)"
+            ))));
+        }
+        let connected = tokio::time::timeout(settings.connect_timeout, handshake(address, settings)).await;
+        let (sender, connection) = match connected {
+            Ok(Ok(connected)) => connected,
+            Ok(Err(error)) => {
+                self.failed_connects.fetch_add(1, Ordering::AcqRel);
+                return Err(error);
+            }
+            Err(_) => {
+                self.failed_connects.fetch_add(1, Ordering::AcqRel);
+                return Err(UpstreamError::Connect(io::Error::new(io::ErrorKind::TimedOut, "connect timed out")));
+            }
         };
-        let _ = stream.set_nodelay(true);
-        let keepalive = socket2::TcpKeepalive::new().with_time(settings.tcp_keepalive);
-        let _ = socket2::SockRef::from(&stream).set_tcp_keepalive(&keepalive);
-        let (sender, connection) = h2::client::Builder::new()
-            .initial_max_send_streams(INITIAL_MAX_SEND_STREAMS)
-            .initial_window_size(STREAM_WINDOW)
-            .initial_connection_window_size(CONNECTION_WINDOW)
-            .max_frame_size(MAX_FRAME_SIZE)
-            .max_header_list_size(MAX_HEADER_LIST_SIZE)
-            .max_send_buffer_size(MAX_SEND_BUFFER)
-            .enable_push(false)
-            .handshake::<_, Bytes>(stream)
-            .await
-            .map_err(UpstreamError::Http2)?;
         let id = self.next_id.fetch_add(1, Ordering::Relaxed);
         let used = Arc::new(AtomicBool::new(true));
         *self.lock() = Some(Current { id, sender: sender.clone(), used: used.clone() });
         tokio::spawn(drive(connection, Arc::downgrade(self), id, used, settings.idle_timeout));
         Ok((id, sender))
     }
+}
+
+/// A TCP connection to `address` with the HTTP/2 preface and settings sent on it.
+async fn handshake(
+    address: &str,
+    settings: &H2Settings,
+) -> Result<(h2::client::SendRequest<Bytes>, h2::client::Connection<TcpStream, Bytes>), UpstreamError> {
+    let stream = TcpStream::connect(address).await.map_err(UpstreamError::Connect)?;
+    let _ = stream.set_nodelay(true);
+    let socket = socket2::SockRef::from(&stream);
+    let _ = socket.set_tcp_keepalive(&socket2::TcpKeepalive::new().with_time(settings.tcp_keepalive));
+    let _ = socket.set_tcp_user_timeout(Some(UNACKNOWLEDGED_LIMIT));
+    h2::client::Builder::new()
+        .initial_max_send_streams(INITIAL_MAX_SEND_STREAMS)
+        .initial_window_size(STREAM_WINDOW)
+        .initial_connection_window_size(CONNECTION_WINDOW)
+        .max_frame_size(MAX_FRAME_SIZE)
+        .max_header_list_size(MAX_HEADER_LIST_SIZE)
+        .max_send_buffer_size(MAX_SEND_BUFFER)
+        .enable_push(false)
+        .handshake::<_, Bytes>(stream)
+        .await
+        .map_err(UpstreamError::Http2)
 }
 
 /// Runs the connection until it ends. Every idle timeout, a connection that carried no new request
@@ -307,9 +367,25 @@ impl Body for H2Body {
     }
 }
 
+/// Why a request body stopped before its end.
+#[derive(Debug, thiserror::Error)]
+enum PipeError {
+    /// The client's body failed (over the size limit, say); the stream was reset.
+    #[error("request body: {0}")]
+    Body(BoxError),
+    /// The endpoint reset the stream, or the connection failed.
+    #[error("upstream stream: {0}")]
+    Upstream(BoxError),
+}
+
+impl From<h2::Error> for PipeError {
+    fn from(error: h2::Error) -> Self {
+        PipeError::Upstream(error.into())
+    }
+}
+
 /// Sends a request body on its stream, as flow control allows: data frames, then trailers or an
-/// empty end-of-stream frame. Fails with the body's own error (the size limit, say), after which
-/// the stream is reset.
+/// empty end-of-stream frame.
 struct PipeToStream {
     body: ProxyBody,
     stream: h2::SendStream<Bytes>,
@@ -318,7 +394,7 @@ struct PipeToStream {
 }
 
 impl Future for PipeToStream {
-    type Output = Result<(), BoxError>;
+    type Output = Result<(), PipeError>;
 
     fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
         let this = &mut *self;
@@ -330,7 +406,11 @@ impl Future for PipeToStream {
                     match ready!(this.stream.poll_capacity(cx)) {
                         Some(Ok(granted)) => capacity = granted,
                         Some(Err(error)) => return Poll::Ready(Err(error.into())),
-                        None => return Poll::Ready(Err("the upstream stream closed while the body was sent".into())),
+                        None => {
+                            return Poll::Ready(Err(PipeError::Upstream(
+                                "the upstream stream closed while the body was sent".into(),
+                            )))
+                        }
                     }
                 }
                 let chunk = data.split_to(capacity.min(data.len()));
@@ -342,7 +422,7 @@ impl Future for PipeToStream {
             }
             if let Poll::Ready(reset) = this.stream.poll_reset(cx) {
                 return Poll::Ready(Err(match reset {
-                    Ok(reason) => format!("the upstream reset the stream ({reason})").into(),
+                    Ok(reason) => PipeError::Upstream(format!("the upstream reset the stream ({reason})").into()),
                     Err(error) => error.into(),
                 }));
             }
@@ -359,7 +439,7 @@ impl Future for PipeToStream {
                 },
                 Some(Err(error)) => {
                     this.stream.send_reset(h2::Reason::CANCEL);
-                    return Poll::Ready(Err(error));
+                    return Poll::Ready(Err(PipeError::Body(error)));
                 }
                 None => {
                     this.stream.send_data(Bytes::new(), true)?;
@@ -378,20 +458,30 @@ mod tests {
     use http_body_util::{BodyExt, Full};
     use hyper::service::service_fn;
     use hyper_util::rt::{TokioExecutor, TokioIo};
+    use std::net::SocketAddr;
+
     use tokio::net::TcpListener;
 
     use super::*;
 
     /// An h2c endpoint answering with the request body (or `ok` for an empty one). With
-    /// `goaway_after`, each connection is shut down gracefully (GOAWAY) after its first answer.
-    /// Counts connections accepted and connections ended.
+    /// `Behaviour::GoawayAfterFirst`, each connection is shut down gracefully (GOAWAY) after its
+    /// first answer; with `Behaviour::RefuseBodies`, every request gets a 413 at once, its body
+    /// unread. Counts connections accepted and connections ended.
     struct Endpoint {
         address: String,
         accepted: Arc<AtomicUsize>,
         ended: Arc<AtomicUsize>,
     }
 
-    async fn endpoint(goaway_after_first: bool) -> Endpoint {
+    #[derive(Clone, Copy, PartialEq)]
+    enum Behaviour {
+        Echo,
+        GoawayAfterFirst,
+        RefuseBodies,
+    }
+
+    async fn endpoint(behaviour: Behaviour) -> Endpoint {
         let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
         let address = listener.local_addr().expect("address").to_string();
         let accepted = Arc::new(AtomicUsize::new(0));
@@ -407,6 +497,11 @@ mod tests {
                     let service = service_fn(move |request: Request<hyper::body::Incoming>| {
                         let notify = notify.clone();
                         async move {
+                            if behaviour == Behaviour::RefuseBodies {
+                                let mut refused = Response::new(Full::new(Bytes::from_static(b"too large")));
+                                *refused.status_mut() = http::StatusCode::PAYLOAD_TOO_LARGE;
+                                return Ok::<_, Infallible>(refused);
+                            }
                             let body = request.into_body().collect().await.map(|b| b.to_bytes()).unwrap_or_default();
                             notify.notify_one();
                             let body = if body.is_empty() { Bytes::from_static(b"ok") } else { body };
@@ -416,7 +511,7 @@ mod tests {
                     let builder = hyper::server::conn::http2::Builder::new(TokioExecutor::new());
                     let connection = builder.serve_connection(TokioIo::new(stream), service);
                     let mut connection = std::pin::pin!(connection);
-                    if goaway_after_first {
+                    if behaviour == Behaviour::GoawayAfterFirst {
                         tokio::select! {
                             _ = connection.as_mut() => {}
                             _ = answered.notified() => {
@@ -464,7 +559,7 @@ mod tests {
 
     #[tokio::test]
     async fn concurrent_requests_share_one_connection() {
-        let endpoint = endpoint(false).await;
+        let endpoint = endpoint(Behaviour::Echo).await;
         let h2 = Arc::new(H2Endpoint::new());
         let settings = settings(Duration::from_secs(60));
         let calls = (0..20).map(|_| call(&h2, &endpoint, &settings, Bytes::new()));
@@ -476,7 +571,7 @@ mod tests {
 
     #[tokio::test]
     async fn bodies_larger_than_the_windows_go_both_ways() {
-        let endpoint = endpoint(false).await;
+        let endpoint = endpoint(Behaviour::Echo).await;
         let h2 = Arc::new(H2Endpoint::new());
         let settings = settings(Duration::from_secs(60));
         // Past hyper's server windows (1 MiB by default) and ours (2 MiB per stream).
@@ -488,7 +583,7 @@ mod tests {
 
     #[tokio::test]
     async fn a_connection_the_endpoint_shut_down_is_replaced() {
-        let endpoint = endpoint(true).await;
+        let endpoint = endpoint(Behaviour::GoawayAfterFirst).await;
         let h2 = Arc::new(H2Endpoint::new());
         let settings = settings(Duration::from_secs(60));
         for round in 1..=3 {
@@ -501,7 +596,7 @@ mod tests {
 
     #[tokio::test]
     async fn idle_connections_are_closed() {
-        let endpoint = endpoint(false).await;
+        let endpoint = endpoint(Behaviour::Echo).await;
         let h2 = Arc::new(H2Endpoint::new());
         let settings = settings(Duration::from_millis(100));
         assert_eq!(call(&h2, &endpoint, &settings, Bytes::new()).await, "ok");
@@ -510,6 +605,61 @@ mod tests {
         assert!(h2.current().is_none());
         assert_eq!(call(&h2, &endpoint, &settings, Bytes::new()).await, "ok");
         assert_eq!(endpoint.accepted.load(Ordering::SeqCst), 2);
+    }
+
+    #[tokio::test]
+    async fn an_answer_before_the_body_is_read_is_the_response() {
+        let endpoint = endpoint(Behaviour::RefuseBodies).await;
+        let h2 = Arc::new(H2Endpoint::new());
+        let settings = settings(Duration::from_secs(60));
+        // Larger than every window, so the endpoint answers long before the body could be sent.
+        let big = Bytes::from(vec![7u8; 8 * 1024 * 1024]);
+        for _ in 0..5 {
+            let mut request = Request::new(ProxyBody::full(big.clone()));
+            *request.uri_mut() = format!("http://{}/upload", endpoint.address).parse().expect("uri");
+            *request.method_mut() = http::Method::POST;
+            let response = h2.send(&endpoint.address, &settings, request).await.expect("the endpoint's answer");
+            assert_eq!(response.status(), 413);
+            assert_eq!(response.into_body().collect().await.expect("body").to_bytes(), "too large");
+        }
+    }
+
+    #[tokio::test]
+    async fn requests_waiting_on_a_failed_connect_fail_with_it() {
+        // A listener whose accept queue is full and never drained: further SYNs are dropped, so
+        // a connect hangs until its timeout, as to a host that vanished.
+        let socket = socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::STREAM, None).expect("socket");
+        socket.bind(&"127.0.0.1:0".parse::<SocketAddr>().expect("address").into()).expect("bind");
+        socket.listen(0).expect("listen");
+        let address = socket.local_addr().expect("address").as_socket().expect("inet").to_string();
+        let mut fillers = Vec::new();
+        for _ in 0..4 {
+            if let Ok(Ok(stream)) =
+                tokio::time::timeout(Duration::from_millis(200), TcpStream::connect(address.as_str())).await
+            {
+                fillers.push(stream);
+            }
+        }
+        let h2 = Arc::new(H2Endpoint::new());
+        let settings = H2Settings {
+            connect_timeout: Duration::from_millis(300),
+            idle_timeout: Duration::from_secs(60),
+            tcp_keepalive: Duration::from_secs(60),
+        };
+        let started = std::time::Instant::now();
+        let requests = (0..5).map(|_| {
+            let mut request = Request::new(ProxyBody::full(Bytes::new()));
+            *request.uri_mut() = format!("http://{address}/x").parse().expect("uri");
+            h2.send(&address, &settings, request)
+        });
+        for result in futures_util::future::join_all(requests).await {
+            let error = result.expect_err("nothing accepts");
+            assert!(error.is_connect(), "{error}");
+        }
+        // One attempt's timeout, not five in a row.
+        let took = started.elapsed();
+        assert!(took < Duration::from_millis(1000), "took {took:?}");
+        drop(fillers);
     }
 
     #[tokio::test]
