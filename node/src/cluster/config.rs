@@ -122,7 +122,12 @@ impl ConfigWriter {
     }
 
     async fn commit(&self, config_json: String, if_revision: Option<u64>) -> Result<u64, ApplyError> {
-        match self.cluster.commit(Command::ApplyConfig { config_json, if_revision, at_unix_ms: now_unix_ms() }).await? {
+        self.commit_command(Command::ApplyConfig { config_json, if_revision, at_unix_ms: now_unix_ms() }).await
+    }
+
+    /// Commits a config command; its answer is the new revision.
+    async fn commit_command(&self, command: Command) -> Result<u64, ApplyError> {
+        match self.cluster.commit(command).await? {
             Response::Committed { revision } => Ok(revision),
             other => Err(ApplyError::Cluster(ClusterError::Raft(format!("unexpected answer: {other:?}")))),
         }
@@ -137,10 +142,6 @@ impl ConfigWriter {
             writer.check(&document).map_err(ApplyError::Invalid)
         })
         .await??;
-        match self.cluster.commit(Command::Rollback { to_revision: to, if_revision, at_unix_ms: now_unix_ms() }).await?
-        {
-            Response::Committed { revision } => Ok(revision),
-            other => Err(ApplyError::Cluster(ClusterError::Raft(format!("unexpected answer: {other:?}")))),
-        }
+        self.commit_command(Command::Rollback { to_revision: to, if_revision, at_unix_ms: now_unix_ms() }).await
     }
 }

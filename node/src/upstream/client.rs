@@ -188,11 +188,9 @@ impl UpstreamClient {
             UpstreamProtocol::Http1 => {
                 Transport::Http1 { builder: http1::Builder::new(), connect_timeout: service.timeouts.connect.get() }
             }
-            UpstreamProtocol::Http2 => Transport::Http2(H2Settings {
-                connect_timeout: service.timeouts.connect.get(),
-                idle_timeout,
-                tcp_keepalive: TCP_KEEPALIVE,
-            }),
+            UpstreamProtocol::Http2 => {
+                Transport::Http2(H2Settings { connect_timeout: service.timeouts.connect.get(), idle_timeout })
+            }
         };
         let targets = service.endpoints.iter().map(|e| Target::new(&e.address, idle_timeout)).collect();
         Self { transport: Arc::new(transport), targets, idle_timeout }
@@ -289,6 +287,13 @@ impl UpstreamClient {
     }
 }
 
+/// What every upstream connection gets, HTTP/1.1 or HTTP/2: no Nagle delay, and TCP keep-alive
+/// probes after [`TCP_KEEPALIVE`] without traffic.
+pub(super) fn tune_upstream_socket(stream: &TcpStream) {
+    let _ = stream.set_nodelay(true);
+    let _ = socket2::SockRef::from(stream).set_tcp_keepalive(&socket2::TcpKeepalive::new().with_time(TCP_KEEPALIVE));
+}
+
 async fn connect(
     target: &Target,
     builder: &http1::Builder,
@@ -304,8 +309,7 @@ async fn connect(
         Ok(connected) => connected.map_err(UpstreamError::Connect)?,
         Err(_) => return Err(UpstreamError::Connect(io::Error::new(io::ErrorKind::TimedOut, "connect timed out"))),
     };
-    let _ = stream.set_nodelay(true);
-    let _ = socket2::SockRef::from(&stream).set_tcp_keepalive(&socket2::TcpKeepalive::new().with_time(TCP_KEEPALIVE));
+    tune_upstream_socket(&stream);
     let (sender, connection) = builder.handshake(TokioIo::new(stream)).await.map_err(UpstreamError::Send)?;
     tokio::spawn(async move {
         if let Err(error) = connection.with_upgrades().await {
