@@ -10,6 +10,7 @@ mod examples;
 mod health;
 mod lb_policies;
 mod limits;
+mod process;
 mod protocols;
 mod reload;
 mod resilience;
