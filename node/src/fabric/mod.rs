@@ -478,7 +478,14 @@ async fn read_frame(recv: &mut quinn::RecvStream) -> Result<Vec<u8>, String> {
     debug_assert!(length <= MAX_FRAME_BYTES);
     let mut payload = vec![0u8; length];
     recv.read_exact(&mut payload).await.map_err(|e| e.to_string())?;
-    Ok(payload)
+    // The frame is the whole stream: its end (the FIN, sent with the frame) is read too. That
+    // also closes the stream quietly: a receive side dropped before its end makes quinn send the
+    // peer a STOP_SENDING, one more packet and one more ACK per RPC in each direction.
+    match recv.read(&mut [0u8; 1]).await {
+        Ok(None) => Ok(payload),
+        Ok(Some(_)) => Err("bytes after the frame".into()),
+        Err(e) => Err(e.to_string()),
+    }
 }
 
 fn decode_response<Resp: DeserializeOwned>(addr: SocketAddr, bytes: &[u8]) -> Result<Resp, FabricError> {

@@ -76,6 +76,22 @@ async fn members_talk_and_see_each_others_ids() {
     assert!(wrong.is_err());
 }
 
+/// Each side reads the other's stream to its end, so a request costs its two packets and
+/// their ACKs: a receive side dropped before its end makes quinn send a STOP_SENDING (and draw
+/// an ACK) for every RPC, which was more than half of the fabric's packets.
+#[tokio::test]
+async fn requests_close_their_streams_without_stop_sending() {
+    let cluster = Cluster::new("c1");
+    let (a, b) = (cluster.node(1), cluster.node(2));
+    let b_addr = b.local_addr().expect("addr");
+    for i in 0..20 {
+        let _: String = a.request(b_addr, 2, ALPN_RAFT, &format!("hello {i}"), WAIT).await.expect("request");
+    }
+    let connection = lock(&a.connections).get(&(b_addr, 2, ALPN_RAFT)).cloned().expect("a cached connection");
+    let stats = connection.stats();
+    assert_eq!((stats.frame_tx.stop_sending, stats.frame_rx.stop_sending), (0, 0), "{stats:?}");
+}
+
 #[tokio::test]
 async fn a_slow_peer_keeps_its_connection_after_a_timeout() {
     let cluster = Cluster::new("c1");
@@ -185,7 +201,14 @@ async fn garbage_frames_are_dropped_and_counted() {
     send.write_all(&[0, 0, 0, 10, 1]).await.expect("write");
     let _ = send.finish();
     let _ = recv.read_to_end(1024).await;
-    assert_eq!(server.stats.bad_frames.load(Ordering::Relaxed), 2);
+    // A whole frame with bytes after it: a stream carries one frame.
+    let mut frame = codec::encode_frame(&"one".to_string()).expect("encode");
+    frame.extend_from_slice(b"and more");
+    let (mut send, mut recv) = connection.open_bi().await.expect("stream");
+    send.write_all(&frame).await.expect("write");
+    let _ = send.finish();
+    assert!(recv.read_to_end(1024).await.is_err(), "the server resets a stream with bytes after its frame");
+    assert_eq!(server.stats.bad_frames.load(Ordering::Relaxed), 3);
     // The connection and the server still work.
     let answer: String = client.request(addr, 1, ALPN_RAFT, &"still here".to_string(), WAIT).await.expect("request");
     assert!(answer.ends_with("still here"));
