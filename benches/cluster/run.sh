@@ -24,7 +24,7 @@
 # kills, by pid, any recorded member that is still alive, e.g. after a SIGKILL of the bench),
 # and the temp dir is removed. About two minutes of measuring after the build.
 #
-# Tunables (environment): SIZE=1536 ROUNDS=3 WRITES=200 WRITERS=16 WRITES_EACH=30
+# Tunables (environment): SIZE=1536 ROUNDS=10 WRITES=200 WRITERS=16 WRITES_EACH=30
 # APPLIED_COMMITS=100 POLL_MS=1 FAILOVER_TRIALS=50 ETCD_FAILOVER_TRIALS=20 (0 skips etcd's)
 # GANTRY_LOG=info (gantry's RUST_LOG); GANTRY_BIN=… BENCH_BIN=… skip the build (GANTRY_DESC=…
 # then says in the report which source the gantry binary was built from; default: git HEAD).
@@ -115,7 +115,7 @@ if ((${#TUNABLES[@]})); then COMMAND="${TUNABLES[*]} $COMMAND"; fi
 mkdir -p "$OUT_DIR"
 "$WORK/bin/cluster-bench" \
     --gantry "$WORK/bin/gantry" --etcd "$ETCD" --work-dir "$WORK/run" --out "$OUT_DIR/results.md" \
-    --size "${SIZE:-1536}" --rounds "${ROUNDS:-3}" --writes "${WRITES:-200}" --writers "${WRITERS:-16}" \
+    --size "${SIZE:-1536}" --rounds "${ROUNDS:-10}" --writes "${WRITES:-200}" --writers "${WRITERS:-16}" \
     --writes-each "${WRITES_EACH:-30}" --applied-commits "${APPLIED_COMMITS:-100}" --poll-ms "${POLL_MS:-1}" \
     --failover-trials "${FAILOVER_TRIALS:-50}" --etcd-failover-trials "${ETCD_FAILOVER_TRIALS:-20}" \
     --gantry-log "${GANTRY_LOG:-info}" \

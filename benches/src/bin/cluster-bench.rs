@@ -69,7 +69,7 @@ fn parse_options() -> Result<Options> {
         work_dir: take("work-dir").map(PathBuf::from),
         out: take("out").map_or_else(|| PathBuf::from("target/bench-cluster/results.md"), PathBuf::from),
         size: number("size", take("size"), 1536)?,
-        rounds: number("rounds", take("rounds"), 3)?.max(1),
+        rounds: number("rounds", take("rounds"), 10)?.max(1),
         writes: number("writes", take("writes"), 200)?,
         writers: number("writers", take("writers"), 16)?.max(1),
         writes_each: number("writes-each", take("writes-each"), 30)?,
