@@ -11,8 +11,11 @@
 //! no tmp-file + rename + directory-fsync dance. redb also locks the data dir against a second
 //! process. Stores written before the segment files (format 1) are moved into them on open.
 //!
-//! Durability: an append's callback fires only after its `fdatasync`; `save_vote` and `purge`
-//! return after their redb commit (`Durability::Immediate`). `save_committed` (called before
+//! Durability: an append's callback fires only after its `fdatasync`, except for the leader's
+//! own entries once [`LogStore::set_local_node`] named the node: those are synced in the
+//! background, and nothing acts on them before that (the state machine waits for the
+//! [`DurablePoint`], and the node's network layer caps the commit it sends followers at it);
+//! `save_vote` and `purge` return after their redb commit (`Durability::Immediate`). `save_committed` (called before
 //! every apply) is held in memory and written by a background task a second later (and with any
 //! vote or purge), so after a crash it lags by up to about a second of commits (openraft allows
 //! that). The state machine
@@ -24,11 +27,13 @@ use std::io::Cursor;
 use std::path::Path;
 
 mod db;
+mod durable;
 mod error;
 mod log_store;
 mod state_machine;
 mod wal;
 
+pub use durable::DurablePoint;
 pub use error::StoreError;
 pub use log_store::{LogStore, COMMITTED_FLUSH_DELAY};
 pub use state_machine::{AppliedState, SnapshotBuilder, StateMachineStore};
@@ -100,10 +105,11 @@ pub async fn open(dir: &Path) -> Result<(LogStore, StateMachineStore), StoreErro
     let (db, wal) = db::blocking(move || {
         let db = db::open(&dir)?;
         let wal = log_store::open_wal(&db, &dir)?;
+        wal.sync_segments()?;
         Ok((db, wal))
     })
     .await?;
-    let log = LogStore::new(db.clone(), wal);
-    let sm = StateMachineStore::restore(db).await?;
+    let log = LogStore::new(db.clone(), wal)?;
+    let sm = StateMachineStore::restore(db, log.durable()).await?;
     Ok((log, sm))
 }

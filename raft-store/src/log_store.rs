@@ -2,12 +2,14 @@
 //! files of [`crate::wal`] (one write and one `fdatasync` per append); the vote, the last purged
 //! log id and the committed log id live in redb's `meta` table. Every write is durable before
 //! openraft hears it is done, except the committed log id, which may lag (see
-//! [`LogStore::save_committed`]).
+//! [`LogStore::save_committed`]), and the leader's own appends, which are synced in the
+//! background and take effect only once synced (see [`crate::durable`]).
 
 use std::fmt;
 use std::fmt::Debug;
 use std::ops::{Bound, RangeBounds};
 use std::path::Path;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
 use std::time::Duration;
 
@@ -16,8 +18,9 @@ use openraft::{ErrorSubject, ErrorVerb, RaftLogReader};
 use redb::{Database, ReadableDatabase, ReadableTableMetadata, WriteTransaction};
 
 use crate::db::{self, LOG, META, META_COMMITTED, META_FORMAT, META_LAST_PURGED, META_VOTE};
+use crate::durable::{DurablePoint, Syncer};
 use crate::wal::{self, Wal};
-use crate::{Entry, LogId, LogState, StorageError, StoreError, TypeConfig, Vote};
+use crate::{Entry, LogId, LogState, NodeId, StorageError, StoreError, TypeConfig, Vote};
 
 /// How long a committed log id saved by openraft waits before a background task writes it.
 pub const COMMITTED_FLUSH_DELAY: Duration = Duration::from_secs(1);
@@ -32,8 +35,8 @@ struct Committed {
 }
 
 /// The Raft log and vote. Cheap to clone: clones share the files and serve as openraft's log
-/// readers (a reader never sees an append before it is durable: the index is updated after the
-/// `fdatasync`).
+/// readers (a reader sees a follower's append once it is durable, and the leader's own append
+/// once it is written: the leader replicates it while its sync runs).
 #[derive(Clone)]
 pub struct LogStore {
     db: Arc<Database>,
@@ -44,10 +47,17 @@ pub struct LogStore {
     /// starts a new segment (its directory entry is fsynced under the index lock; every 32 MiB).
     writer: Arc<Mutex<()>>,
     committed: Arc<Mutex<Committed>>,
-    /// The entries of the last append, once durable, when small. The leader reads each entry
+    /// The entries of the last append, once written, when small. The leader reads each entry
     /// back right after appending it: once per follower to replicate it and once to apply it,
     /// each a `pread` and a decode on Raft's thread, two of them before the entry goes out.
     recent: Arc<Mutex<Vec<Entry>>>,
+    /// This node's id (0 until [`LogStore::set_local_node`]): its own appends as the leader are
+    /// synced in the background.
+    local: Arc<AtomicU64>,
+    /// The last saved vote, once read or saved in this run.
+    vote: Arc<Mutex<Option<Vote>>>,
+    durable: Arc<DurablePoint>,
+    syncer: Arc<Syncer>,
 }
 
 /// The largest append (encoded) kept in [`LogStore::recent`]: a config batch is a few hundred
@@ -61,14 +71,51 @@ impl fmt::Debug for LogStore {
 }
 
 impl LogStore {
-    pub(crate) fn new(db: Arc<Database>, wal: Wal) -> Self {
-        Self {
+    /// The store over an opened log; everything in it counts as durable (see
+    /// [`Wal::sync_segments`]).
+    pub(crate) fn new(db: Arc<Database>, wal: Wal) -> Result<Self, StoreError> {
+        let durable = DurablePoint::new(wal.last_id());
+        let syncer = Arc::new(Syncer::start(durable.clone())?);
+        Ok(Self {
             db,
             wal: Arc::new(RwLock::new(wal)),
             writer: Arc::new(Mutex::new(())),
             committed: Arc::new(Mutex::new(Committed::default())),
             recent: Arc::new(Mutex::new(Vec::new())),
-        }
+            local: Arc::new(AtomicU64::new(0)),
+            vote: Arc::new(Mutex::new(None)),
+            durable,
+            syncer,
+        })
+    }
+
+    /// Names this node, so that its own appends as the leader are synced in the background
+    /// (until then every append is synced before openraft hears of it).
+    pub fn set_local_node(&self, id: NodeId) {
+        self.local.store(id, Ordering::Release);
+    }
+
+    /// The log's durable point: the state machine applies nothing past it, and the network must
+    /// tell followers of no commit past it.
+    pub fn durable(&self) -> Arc<DurablePoint> {
+        self.durable.clone()
+    }
+
+    fn cached_vote(&self) -> std::sync::MutexGuard<'_, Option<Vote>> {
+        self.vote.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    /// Whether `entries` are this node's own proposals as the current leader: its committed
+    /// vote names it, and every entry carries that leadership. Only those may be synced later.
+    fn own_as_leader(&self, entries: &[Entry]) -> bool {
+        let local = self.local.load(Ordering::Acquire);
+        let Some(vote) = *self.cached_vote() else {
+            return false;
+        };
+        local != 0
+            && vote.is_committed()
+            && vote.leader_id().voted_for() == Some(local)
+            && entries.iter().all(|entry| entry.log_id.leader_id == *vote.leader_id())
     }
 
     fn recent(&self) -> std::sync::MutexGuard<'_, Vec<Entry>> {
@@ -128,7 +175,9 @@ impl LogStore {
     /// The last saved vote.
     pub async fn vote(&self) -> Result<Option<Vote>, StoreError> {
         let db = self.db.clone();
-        db::blocking(move || db::read(&db, META, META_VOTE)).await
+        let vote: Option<Vote> = db::blocking(move || db::read(&db, META, META_VOTE)).await?;
+        *self.cached_vote() = vote;
+        Ok(vote)
     }
 
     /// The last saved committed log id: the one saved in this run, else the stored one (which may
@@ -300,7 +349,14 @@ impl RaftLogStorage<TypeConfig> for LogStore {
         let db = self.db.clone();
         let vote = *vote;
         let committed = self.pending_committed().map_err(|e| e.into_raft(ErrorSubject::Vote, ErrorVerb::Write))?;
+        let syncer = self.syncer.clone();
+        // The cache changes first: no append of this node's can start the background way under
+        // a vote that is being replaced.
+        *self.cached_vote() = Some(vote);
         db::blocking(move || {
+            // Whatever this node appended as the leader is on disk before it acts under another
+            // vote (a follower's acknowledgement counts toward commits).
+            syncer.drain()?;
             let bytes = db::encode("vote", &vote)?;
             // A vote must survive a crash before the node acts on it (answers a vote request or
             // starts leading): fsynced before this returns.
@@ -323,6 +379,9 @@ impl RaftLogStorage<TypeConfig> for LogStore {
     /// it reaches a leader, and learns the rest from the leader. It is never ahead of a real
     /// commit.
     async fn save_committed(&mut self, committed: Option<LogId>) -> Result<(), StorageError> {
+        // Never past the durable point: after a crash, openraft re-applies the log up to the
+        // stored id, and the leader's latest entries may not have reached the disk.
+        let committed = self.durable.cap(committed);
         // Outside a tokio runtime (never under openraft) the id waits for a vote or purge.
         let runtime = tokio::runtime::Handle::try_current().ok();
         let schedule = {
@@ -373,16 +432,38 @@ impl RaftLogStorage<TypeConfig> for LogStore {
         let cacheable = bytes.len() <= RECENT_BYTES;
         let wal = self.wal.clone();
         let writer = self.writer.clone();
-        // One write and one fdatasync for the whole batch. We wait for it before returning: then
-        // the entries are readable when `append` returns (openraft requires it) and writes stay
-        // in call order (a later vote or truncate can never overtake this append).
+        let (durable, syncer) = (self.durable.clone(), self.syncer.clone());
+        let last = entries.last().map(|entry| entry.log_id);
+        // The leader's own entries are only written here and synced in the background: openraft
+        // 0.9 replicates an entry only after its flush is reported, and the followers' syncs
+        // then run beside this one instead of after it. Everything else (a follower's entries)
+        // is synced first, as openraft expects.
+        let later = self.own_as_leader(&entries);
+        // One write and one fdatasync for the whole batch. We wait for the write before
+        // returning: then the entries are readable when `append` returns (openraft requires it)
+        // and writes stay in call order (a later vote or truncate can never overtake this append).
         let append = move || {
             let _writer = writer.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
             let Some(pending) = write_lock(&wal).prepare_append(&at)? else {
                 return Ok(());
             };
+            if later {
+                pending.write_unsynced(&bytes)?;
+                write_lock(&wal).finish_append(&pending, &bytes, &at)?;
+                if let Some(last) = last {
+                    let (file, path) = pending.file();
+                    syncer.sync_later(file, path, last)?;
+                }
+                return Ok(());
+            }
+            // Earlier background syncs first: the durable point moves in log order.
+            syncer.drain()?;
             pending.write(&bytes)?;
-            write_lock(&wal).finish_append(&pending, &bytes, &at)
+            write_lock(&wal).finish_append(&pending, &bytes, &at)?;
+            if let Some(last) = last {
+                durable.advance(last);
+            }
+            Ok(())
         };
         // A current-thread runtime is a thread of Raft's own (gantry's cluster thread): blocking
         // it for the append is the point, and saves two thread hand-offs per append. Workers of
@@ -408,9 +489,12 @@ impl RaftLogStorage<TypeConfig> for LogStore {
         self.forget_recent(|index| index < log_id.index);
         let wal = self.wal.clone();
         let writer = self.writer.clone();
+        let (durable, syncer) = (self.durable.clone(), self.syncer.clone());
         db::blocking(move || {
             let _writer = writer.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+            syncer.drain()?;
             let removal = write_lock(&wal).truncate(log_id.index);
+            durable.truncated(read_lock(&wal).last_id());
             removal.apply()
         })
         .await
@@ -485,6 +569,62 @@ mod tests {
         crate::open(dir).await.expect("open store").0
     }
 
+    /// A store of node 1 leading term `term` (its committed vote saved).
+    async fn leading_log(dir: &std::path::Path, term: u64) -> LogStore {
+        let mut log = open_log(dir).await;
+        log.set_local_node(1);
+        log.save_vote(&Vote::new_committed(term, 1)).await.expect("vote");
+        log
+    }
+
+    #[tokio::test]
+    async fn only_the_leaders_own_entries_are_synced_later() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let mut log = open_log(dir.path()).await;
+        let own = [entry(2, 1), entry(2, 2)];
+        // No local node named yet, then no vote, then a vote not yet committed.
+        log.save_vote(&Vote::new_committed(2, 1)).await.expect("vote");
+        assert!(!log.own_as_leader(&own));
+        log.set_local_node(1);
+        assert!(log.own_as_leader(&own));
+        log.save_vote(&Vote::new(3, 1)).await.expect("vote");
+        assert!(!log.own_as_leader(&[entry(3, 1)]), "a candidate's vote");
+        // Another node's leadership, and entries of another term than the vote's.
+        log.save_vote(&Vote::new_committed(3, 2)).await.expect("vote");
+        assert!(!log.own_as_leader(&[Entry { log_id: LogId::new(CommittedLeaderId::new(3, 2), 1), ..entry(3, 1) }]));
+        log.save_vote(&Vote::new_committed(4, 1)).await.expect("vote");
+        assert!(log.own_as_leader(&[entry(4, 1)]));
+        assert!(!log.own_as_leader(&[entry(4, 1), entry(3, 2)]), "an entry of an older term");
+    }
+
+    #[tokio::test]
+    async fn background_syncs_move_the_durable_point_and_finish_before_a_vote_changes() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let mut log = leading_log(dir.path(), 1).await;
+        let durable = log.durable();
+        log.blocking_append((1..=5).map(|i| entry(1, i))).await.expect("append");
+        assert_eq!(stored_indexes(&mut log).await, vec![1, 2, 3, 4, 5], "readable before they are synced");
+        tokio::time::timeout(std::time::Duration::from_secs(5), durable.wait_for(5))
+            .await
+            .expect("synced in time")
+            .expect("synced");
+        log.blocking_append((6..=40).map(|i| entry(1, i))).await.expect("append");
+        // A vote for another node: the node may now acknowledge entries to another leader, so
+        // everything it appended is on disk when the vote is saved.
+        log.save_vote(&Vote::new(2, 2)).await.expect("vote");
+        assert_eq!(durable.log_id(), Some(log_id(1, 40)));
+    }
+
+    #[tokio::test]
+    async fn a_truncate_takes_the_durable_point_back() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let mut log = leading_log(dir.path(), 1).await;
+        let durable = log.durable();
+        log.blocking_append((1..=5).map(|i| entry(1, i))).await.expect("append");
+        log.truncate(log_id(1, 4)).await.expect("truncate");
+        assert_eq!(durable.log_id(), Some(log_id(1, 3)));
+    }
+
     #[tokio::test]
     async fn log_vote_purge_and_committed_survive_reopen() {
         let dir = tempfile::tempdir().expect("tempdir");
@@ -516,7 +656,7 @@ mod tests {
     async fn a_saved_committed_id_is_written_by_a_vote_at_once_and_in_the_background_later() {
         let dir = tempfile::tempdir().expect("tempdir");
         let mut log = open_log(dir.path()).await;
-        log.blocking_append((1..=5).map(|i| entry(1, i))).await.expect("append");
+        log.blocking_append((1..=6).map(|i| entry(1, i))).await.expect("append");
         log.save_committed(Some(log_id(1, 2))).await.expect("committed");
         log.save_vote(&Vote::new(1, 1)).await.expect("vote");
         assert_eq!(log.stored_committed().await.expect("stored"), Some(log_id(1, 2)), "a vote carries it");

@@ -14,6 +14,7 @@ use redb::{Database, ReadableDatabase};
 use tokio::sync::watch;
 
 use crate::db::{self, SNAPSHOT, SNAPSHOT_DATA, SNAPSHOT_META};
+use crate::durable::DurablePoint;
 use crate::{
     Entry, EntryPayload, LogId, Snapshot, SnapshotMeta, StorageError, StoreError, StoredMembership, TypeConfig,
 };
@@ -36,6 +37,8 @@ pub struct StateMachineStore {
     db: Arc<Database>,
     current: AppliedState,
     published: watch::Sender<AppliedState>,
+    /// Entries are applied only once they are on disk here (see [`crate::durable`]).
+    durable: Arc<DurablePoint>,
 }
 
 impl fmt::Debug for StateMachineStore {
@@ -108,7 +111,7 @@ fn write_snapshot(db: &Database, meta: &SnapshotMeta, data: &[u8], only_if_newer
 
 impl StateMachineStore {
     /// Loads the persisted snapshot, if any, as the starting state.
-    pub(crate) async fn restore(db: Arc<Database>) -> Result<Self, StoreError> {
+    pub(crate) async fn restore(db: Arc<Database>, durable: Arc<DurablePoint>) -> Result<Self, StoreError> {
         let reader = db.clone();
         let current = db::blocking(move || match read_snapshot(&reader)? {
             Some((meta, data)) => decode_content(&meta, &data),
@@ -119,7 +122,7 @@ impl StateMachineStore {
             tracing::info!(last_applied = %last, revision = current.state.revision(), "state machine restored from snapshot");
         }
         let (published, _) = watch::channel(current.clone());
-        Ok(Self { db, current, published })
+        Ok(Self { db, current, published, durable })
     }
 
     /// A receiver that sees every applied state from now on (the latest one at once). The node's
@@ -163,6 +166,13 @@ impl RaftStateMachine<TypeConfig> for StateMachineStore {
         I: IntoIterator<Item = Entry> + Send,
         I::IntoIter: Send,
     {
+        let entries: Vec<Entry> = entries.into_iter().collect();
+        if let Some(last) = entries.last() {
+            self.durable
+                .wait_for(last.log_id.index)
+                .await
+                .map_err(|e| e.into_raft(ErrorSubject::Store, ErrorVerb::Write))?;
+        }
         let mut next = self.current.clone();
         let mut responses = Vec::new();
         for entry in entries {

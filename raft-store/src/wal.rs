@@ -306,6 +306,15 @@ impl Wal {
         Ok(())
     }
 
+    /// Syncs every segment: at open, records written by a process that then died may still be
+    /// only in the page cache, and what the log holds now counts as durable.
+    pub(crate) fn sync_segments(&self) -> Result<(), StoreError> {
+        for segment in self.segments.values() {
+            segment.file.sync_data().map_err(|e| io_error(format!("syncing {}", segment.path.display()), e))?;
+        }
+        Ok(())
+    }
+
     pub(crate) fn last_id(&self) -> Option<LogId> {
         self.segments.values().rev().find_map(Segment::last_id)
     }
@@ -447,6 +456,21 @@ impl PendingAppend {
     /// Writes the records at the end of the segment (and zeros after them, when the segment
     /// needs extending) and waits for `fdatasync`.
     pub(crate) fn write(&self, bytes: &[u8]) -> Result<(), StoreError> {
+        self.write_then(bytes, |file| file.sync_data())
+    }
+
+    /// As [`PendingAppend::write`], without the `fdatasync`: the caller has the file synced
+    /// before anything relies on these records being on disk.
+    pub(crate) fn write_unsynced(&self, bytes: &[u8]) -> Result<(), StoreError> {
+        self.write_then(bytes, |_| Ok(()))
+    }
+
+    /// The segment file and its path, for a later sync.
+    pub(crate) fn file(&self) -> (Arc<File>, PathBuf) {
+        (self.file.clone(), self.path.clone())
+    }
+
+    fn write_then(&self, bytes: &[u8], then: impl FnOnce(&File) -> std::io::Result<()>) -> Result<(), StoreError> {
         let end = self.start + bytes.len() as u64;
         let grow_to = self.allocated_after(bytes);
         let written = self
@@ -458,7 +482,7 @@ impl PendingAppend {
                 true => self.file.write_all_at(&vec![0u8; (grow_to - end) as usize], end),
                 false => Ok(()),
             })
-            .and_then(|()| self.file.sync_data())
+            .and_then(|()| then(&self.file))
             .map_err(|e| io_error(format!("appending to {}", self.path.display()), e));
         if written.is_err() {
             // Whatever part reached the file is cut off again (best effort; open would too).

@@ -10,8 +10,8 @@ use gantry_proto::cluster::{Command, NodeId, Response, Revision};
 use gantry_raft_store::openraft::error::{NetworkError, RemoteError, Timeout, Unreachable};
 use gantry_raft_store::openraft::network::{RPCOption, RPCTypes, RaftNetwork, RaftNetworkFactory};
 use gantry_raft_store::{
-    AppendEntriesRequest, AppendEntriesResponse, InstallSnapshotError, InstallSnapshotRequest, InstallSnapshotResponse,
-    Node, RaftError, RpcError, TypeConfig, VoteRequest, VoteResponse,
+    AppendEntriesRequest, AppendEntriesResponse, DurablePoint, InstallSnapshotError, InstallSnapshotRequest,
+    InstallSnapshotResponse, Node, RaftError, RpcError, TypeConfig, VoteRequest, VoteResponse,
 };
 use serde::{Deserialize, Serialize};
 use std::sync::Arc;
@@ -101,6 +101,8 @@ pub async fn call(
 #[derive(Clone, Debug)]
 pub struct Network {
     pub fabric: Arc<Fabric>,
+    /// This node's log's durable point: no follower hears of a commit past it.
+    pub durable: Arc<DurablePoint>,
 }
 
 impl RaftNetworkFactory<TypeConfig> for Network {
@@ -108,7 +110,7 @@ impl RaftNetworkFactory<TypeConfig> for Network {
 
     async fn new_client(&mut self, target: NodeId, node: &Node) -> PeerClient {
         // No connection here: the fabric connects on first use and reconnects as needed.
-        PeerClient { fabric: self.fabric.clone(), target, addr: node.addr.clone() }
+        PeerClient { fabric: self.fabric.clone(), target, addr: node.addr.clone(), durable: self.durable.clone() }
     }
 }
 
@@ -117,6 +119,7 @@ pub struct PeerClient {
     fabric: Arc<Fabric>,
     target: NodeId,
     addr: String,
+    durable: Arc<DurablePoint>,
 }
 
 impl PeerClient {
@@ -150,6 +153,9 @@ impl PeerClient {
 /// Pause between replication attempts to an unreachable peer: short, so a restarted node hears
 /// heartbeats before its election timeout and does not disrupt the cluster with an election.
 const UNREACHABLE_BACKOFF: Duration = Duration::from_millis(100);
+/// How long a commit announcement waits for the leader's own sync of what it commits; well
+/// under the AppendEntries timeout (three quarters of the 50 ms heartbeat).
+const COMMIT_SYNC_WAIT: Duration = Duration::from_millis(10);
 
 impl RaftNetwork<TypeConfig> for PeerClient {
     fn backoff(&self) -> gantry_raft_store::openraft::network::Backoff {
@@ -158,9 +164,18 @@ impl RaftNetwork<TypeConfig> for PeerClient {
 
     async fn append_entries(
         &mut self,
-        rpc: AppendEntriesRequest,
+        mut rpc: AppendEntriesRequest,
         option: RPCOption,
     ) -> Result<AppendEntriesResponse, RpcError<RaftError>> {
+        // The leader's own latest entries may still be syncing (gantry_raft_store::durable):
+        // openraft may count them toward a commit meanwhile, but followers apply only what a
+        // majority holds on disk, so the commit they hear stops at this node's durable point. A
+        // message that only announces a commit waits briefly for the sync (it is nearly always
+        // done: it started before the entries went out); past that the next message carries it.
+        if let (true, Some(commit)) = (rpc.entries.is_empty(), rpc.leader_commit) {
+            let _ = tokio::time::timeout(COMMIT_SYNC_WAIT, self.durable.wait_for(commit.index)).await;
+        }
+        rpc.leader_commit = self.durable.cap(rpc.leader_commit);
         match self.send(RaftRpc::AppendEntries(rpc), RPCTypes::AppendEntries, &option).await? {
             RaftRpcReply::AppendEntries(Ok(response)) => Ok(response),
             RaftRpcReply::AppendEntries(Err(error)) => Err(RpcError::RemoteError(RemoteError::new(self.target, error))),
