@@ -24,8 +24,9 @@ struct Point {
 }
 
 impl Point {
+    /// Whether entries up to `index` are on disk. After a failed sync only `synced` is.
     fn holds(&self, index: u64) -> bool {
-        self.outstanding == 0 || self.synced.is_some_and(|id| id.index >= index)
+        (self.outstanding == 0 && self.failed.is_none()) || self.synced.is_some_and(|id| id.index >= index)
     }
 }
 
@@ -125,8 +126,13 @@ impl Syncer {
         jobs.send(job).is_ok()
     }
 
-    /// Queues `file` for a sync that makes entries up to `last` durable.
+    /// Queues `file` for a sync that makes entries up to `last` durable; an error once a sync
+    /// failed (the append is then not reported flushed).
     pub(crate) fn sync_later(&self, file: Arc<File>, path: PathBuf, last: LogId) -> Result<(), StoreError> {
+        let failed = self.durable.point.borrow().failed.clone();
+        if let Some(why) = failed {
+            return Err(StoreError::Inconsistent(format!("a log sync failed: {why}")));
+        }
         self.durable.point.send_modify(|point| point.outstanding += 1);
         if self.send(Job::Sync { file: file.clone(), path: path.clone(), last }) {
             return Ok(());
@@ -194,7 +200,10 @@ fn sync_round(files: &mut Vec<(Arc<File>, PathBuf)>, last: Option<LogId>, count:
         }
     }
     durable.point.send_modify(|point| {
-        point.outstanding = point.outstanding.saturating_sub(count);
+        // A failed round stays outstanding: nothing it held counts as on disk, ever.
+        if failure.is_none() {
+            point.outstanding = point.outstanding.saturating_sub(count);
+        }
         match failure {
             Some(why) => point.failed = Some(why.into()),
             None if point.failed.is_none() => {
@@ -245,6 +254,10 @@ mod tests {
         point.fail("disk gone".into());
         let error = failing.await.expect("task").expect_err("failed");
         assert!(error.to_string().contains("disk gone"), "{error}");
+        // With nothing left syncing, a failed log still holds only what was synced before.
+        point.point.send_modify(|point| point.outstanding = 0);
+        assert_eq!(point.cap(Some(id(9))), Some(id(4)), "no commit past the last good sync");
+        assert!(point.wait_for(9).await.is_err());
     }
 
     #[tokio::test]

@@ -3,9 +3,8 @@
 //! one redb file, `DIR/raft.redb`. [`open`] is the one entry point; it returns the two halves
 //! openraft wants ([`LogStore`], [`StateMachineStore`]).
 //!
-//! Why two kinds of file: an append is on the path of every config write, twice (the leader's
-//! own, then a follower's, since openraft 0.9 replicates only after the leader's flush), so it is
-//! one sequential write and one `fdatasync` of a segment. redb's copy-on-write commit of the same
+//! Why two kinds of file: an append is on the path of every config write (a follower's, and the
+//! leader's own beside it), so it is one sequential write and one `fdatasync` of a segment. redb's copy-on-write commit of the same
 //! entry wrote about ten scattered pages. The rest changes rarely and wants atomic replacement:
 //! a snapshot's metadata and bytes, the vote, the purge point, each one redb transaction, with
 //! no tmp-file + rename + directory-fsync dance. redb also locks the data dir against a second

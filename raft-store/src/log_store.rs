@@ -91,8 +91,22 @@ impl LogStore {
 
     /// Names this node, so that its own appends as the leader are synced in the background
     /// (until then every append is synced before openraft hears of it).
-    pub fn set_local_node(&self, id: NodeId) {
+    ///
+    /// A stored vote that made this node leader is stored again as a mere candidacy, so that it
+    /// leads again only after winning a new term: after a power loss its last appends may be
+    /// gone from its disk while followers hold them, and leading on in the same term would hand
+    /// out those log ids again for other entries.
+    pub async fn set_local_node(&self, id: NodeId) -> Result<(), StoreError> {
+        if let Some(vote) = self.vote().await? {
+            if vote.is_committed() && vote.leader_id().voted_for() == Some(id) {
+                let candidacy = Vote::new(vote.leader_id().term, id);
+                let db = self.db.clone();
+                db::blocking(move || write_meta(&db, META_VOTE, &db::encode("vote", &candidacy)?, None)).await?;
+                *self.cached_vote() = Some(candidacy);
+            }
+        }
         self.local.store(id, Ordering::Release);
+        Ok(())
     }
 
     /// The log's durable point: the state machine applies nothing past it, and the network must
@@ -572,7 +586,7 @@ mod tests {
     /// A store of node 1 leading term `term` (its committed vote saved).
     async fn leading_log(dir: &std::path::Path, term: u64) -> LogStore {
         let mut log = open_log(dir).await;
-        log.set_local_node(1);
+        log.set_local_node(1).await.expect("local node");
         log.save_vote(&Vote::new_committed(term, 1)).await.expect("vote");
         log
     }
@@ -585,7 +599,12 @@ mod tests {
         // No local node named yet, then no vote, then a vote not yet committed.
         log.save_vote(&Vote::new_committed(2, 1)).await.expect("vote");
         assert!(!log.own_as_leader(&own));
-        log.set_local_node(1);
+        log.set_local_node(2).await.expect("local node");
+        assert!(!log.own_as_leader(&own), "node 2's store");
+        log.set_local_node(1).await.expect("local node");
+        // Naming the node takes back the leadership its stored vote gave it (see below).
+        assert!(!log.own_as_leader(&own));
+        log.save_vote(&Vote::new_committed(2, 1)).await.expect("vote");
         assert!(log.own_as_leader(&own));
         log.save_vote(&Vote::new(3, 1)).await.expect("vote");
         assert!(!log.own_as_leader(&[entry(3, 1)]), "a candidate's vote");
@@ -595,6 +614,24 @@ mod tests {
         log.save_vote(&Vote::new_committed(4, 1)).await.expect("vote");
         assert!(log.own_as_leader(&[entry(4, 1)]));
         assert!(!log.own_as_leader(&[entry(4, 1), entry(3, 2)]), "an entry of an older term");
+    }
+
+    #[tokio::test]
+    async fn a_node_that_led_must_win_a_new_term_after_a_restart() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let mut log = leading_log(dir.path(), 3).await;
+        log.blocking_append((1..=3).map(|i| entry(3, i))).await.expect("append");
+        drop(log);
+        let mut log = open_log(dir.path()).await;
+        assert_eq!(log.read_vote().await.expect("vote"), Some(Vote::new_committed(3, 1)));
+        log.set_local_node(1).await.expect("local node");
+        assert_eq!(log.read_vote().await.expect("vote"), Some(Vote::new(3, 1)), "a candidacy in term 3");
+        // Another node's leadership stays as it is.
+        log.save_vote(&Vote::new_committed(4, 2)).await.expect("vote");
+        drop(log);
+        let mut log = open_log(dir.path()).await;
+        log.set_local_node(1).await.expect("local node");
+        assert_eq!(log.read_vote().await.expect("vote"), Some(Vote::new_committed(4, 2)));
     }
 
     #[tokio::test]

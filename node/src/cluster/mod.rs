@@ -231,7 +231,7 @@ impl Cluster {
         let tls = data_dir.load_tls()?;
         let fabric = Fabric::bind(settings.fabric_bind, record.node_id, tls)?;
         let (log_store, state_machine) = gantry_raft_store::open(&data_dir.raft_dir()).await?;
-        log_store.set_local_node(record.node_id);
+        log_store.set_local_node(record.node_id).await?;
         let applied = state_machine.subscribe();
         let network = rpc::Network { fabric: fabric.clone(), durable: log_store.durable() };
         let config = raft_config(&record.cluster_id, &settings.raft)?;
