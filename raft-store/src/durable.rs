@@ -7,7 +7,7 @@
 
 use std::fs::File;
 use std::path::PathBuf;
-use std::sync::{mpsc, Arc, Mutex};
+use std::sync::{mpsc, Arc};
 
 use tokio::sync::watch;
 
@@ -27,6 +27,23 @@ impl Point {
     /// Whether entries up to `index` are on disk. After a failed sync only `synced` is.
     fn holds(&self, index: u64) -> bool {
         (self.outstanding == 0 && self.failed.is_none()) || self.synced.is_some_and(|id| id.index >= index)
+    }
+
+    /// Moves `synced` forward to `id` (never back); whether it moved.
+    fn advance_to(&mut self, id: LogId) -> bool {
+        let moved = self.synced.is_none_or(|synced| synced < id);
+        if moved {
+            self.synced = Some(id);
+        }
+        moved
+    }
+
+    /// An error once a background sync failed.
+    fn check(&self) -> Result<(), StoreError> {
+        match &self.failed {
+            Some(why) => Err(StoreError::Inconsistent(format!("a log sync failed: {why}"))),
+            None => Ok(()),
+        }
     }
 }
 
@@ -57,13 +74,7 @@ impl DurablePoint {
 
     /// Entries up to `id` are on disk.
     pub(crate) fn advance(&self, id: LogId) {
-        self.point.send_if_modified(|point| {
-            let moved = point.synced.is_none_or(|synced| synced < id);
-            if moved {
-                point.synced = Some(id);
-            }
-            moved
-        });
+        self.point.send_if_modified(|point| point.advance_to(id));
     }
 
     /// The log now ends at `last` (a truncate): nothing after it is durable.
@@ -89,10 +100,7 @@ impl DurablePoint {
             .wait_for(|point| point.failed.is_some() || point.holds(index))
             .await
             .map_err(|_| StoreError::Inconsistent("the log's durable point is gone".into()))?;
-        match &reached.failed {
-            Some(why) => Err(StoreError::Inconsistent(format!("a log sync failed: {why}"))),
-            None => Ok(()),
-        }
+        reached.check()
     }
 }
 
@@ -106,7 +114,7 @@ enum Job {
 /// Syncs the leader's appends on a thread of its own, in order, one `fdatasync` per file for
 /// whatever queued up meanwhile, and advances the durable point after each round.
 pub(crate) struct Syncer {
-    jobs: Mutex<mpsc::Sender<Job>>,
+    jobs: mpsc::Sender<Job>,
     durable: Arc<DurablePoint>,
 }
 
@@ -118,30 +126,19 @@ impl Syncer {
             .name("gantry-log-sync".into())
             .spawn(move || run(&queue, &thread_durable))
             .map_err(|source| StoreError::Io { what: "starting the log sync thread".into(), source })?;
-        Ok(Self { jobs: Mutex::new(jobs), durable })
-    }
-
-    fn send(&self, job: Job) -> bool {
-        let jobs = self.jobs.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
-        jobs.send(job).is_ok()
+        Ok(Self { jobs, durable })
     }
 
     /// Queues `file` for a sync that makes entries up to `last` durable; an error once a sync
     /// failed (the append is then not reported flushed).
     pub(crate) fn sync_later(&self, file: Arc<File>, path: PathBuf, last: LogId) -> Result<(), StoreError> {
-        let failed = self.durable.point.borrow().failed.clone();
-        if let Some(why) = failed {
-            return Err(StoreError::Inconsistent(format!("a log sync failed: {why}")));
-        }
+        self.durable.point.borrow().check()?;
         self.durable.point.send_modify(|point| point.outstanding += 1);
-        if self.send(Job::Sync { file: file.clone(), path: path.clone(), last }) {
-            return Ok(());
-        }
-        // The thread is gone (it never is while the store lives): sync here instead.
-        self.durable.point.send_modify(|point| point.outstanding -= 1);
-        file.sync_data().map_err(|source| StoreError::Io { what: format!("syncing {}", path.display()), source })?;
-        self.durable.advance(last);
-        Ok(())
+        // The thread lives as long as this sender: a failed send means it died.
+        self.jobs.send(Job::Sync { file, path, last }).map_err(|_| {
+            self.durable.point.send_modify(|point| point.outstanding -= 1);
+            StoreError::Inconsistent("the log sync thread has stopped".into())
+        })
     }
 
     /// Blocks until every queued sync is done. Before the log is used in any other way than the
@@ -151,15 +148,11 @@ impl Syncer {
         let outstanding = self.durable.point.borrow().outstanding;
         if outstanding > 0 {
             let (done, wait) = mpsc::channel();
-            if self.send(Job::Barrier(done)) {
+            if self.jobs.send(Job::Barrier(done)).is_ok() {
                 let _ = wait.recv();
             }
         }
-        let failed = self.durable.point.borrow().failed.clone();
-        match failed {
-            Some(why) => Err(StoreError::Inconsistent(format!("a log sync failed: {why}"))),
-            None => Ok(()),
-        }
+        self.durable.point.borrow().check()
     }
 }
 
@@ -207,8 +200,8 @@ fn sync_round(files: &mut Vec<(Arc<File>, PathBuf)>, last: Option<LogId>, count:
         match failure {
             Some(why) => point.failed = Some(why.into()),
             None if point.failed.is_none() => {
-                if let Some(last) = last.filter(|last| point.synced.is_none_or(|synced| synced < *last)) {
-                    point.synced = Some(last);
+                if let Some(last) = last {
+                    point.advance_to(last);
                 }
             }
             None => {}
@@ -218,7 +211,6 @@ fn sync_round(files: &mut Vec<(Arc<File>, PathBuf)>, last: Option<LogId>, count:
 
 #[cfg(test)]
 mod tests {
-    use std::time::Duration;
 
     use openraft::CommittedLeaderId;
 
@@ -240,7 +232,9 @@ mod tests {
             async move { point.wait_for(4).await }
         });
         point.advance(id(3));
-        tokio::time::sleep(Duration::from_millis(20)).await;
+        for _ in 0..10 {
+            tokio::task::yield_now().await;
+        }
         assert!(!waiting.is_finished(), "3 is not 4");
         point.advance(id(4));
         waiting.await.expect("task").expect("reached");

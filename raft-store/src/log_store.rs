@@ -99,10 +99,7 @@ impl LogStore {
     pub async fn set_local_node(&self, id: NodeId) -> Result<(), StoreError> {
         if let Some(vote) = self.vote().await? {
             if vote.is_committed() && vote.leader_id().voted_for() == Some(id) {
-                let candidacy = Vote::new(vote.leader_id().term, id);
-                let db = self.db.clone();
-                db::blocking(move || write_meta(&db, META_VOTE, &db::encode("vote", &candidacy)?, None)).await?;
-                *self.cached_vote() = Some(candidacy);
+                self.store_vote(Vote::new(vote.leader_id().term, id)).await?;
             }
         }
         self.local.store(id, Ordering::Release);
@@ -113,6 +110,26 @@ impl LogStore {
     /// tell followers of no commit past it.
     pub fn durable(&self) -> Arc<DurablePoint> {
         self.durable.clone()
+    }
+
+    /// Saves `vote` durably; whatever this node appended as the leader is on disk first.
+    async fn store_vote(&self, vote: Vote) -> Result<(), StoreError> {
+        let db = self.db.clone();
+        let committed = self.pending_committed()?;
+        let syncer = self.syncer.clone();
+        // The cache changes first: no append of this node's can start the background way under
+        // a vote that is being replaced.
+        *self.cached_vote() = Some(vote);
+        db::blocking(move || {
+            // A follower's acknowledgement counts toward commits: before the node acts under
+            // another vote, its own appends as the leader must be on disk.
+            syncer.drain()?;
+            let bytes = db::encode("vote", &vote)?;
+            // A vote must survive a crash before the node acts on it (answers a vote request or
+            // starts leading): fsynced before this returns.
+            write_meta(&db, META_VOTE, &bytes, committed.as_deref())
+        })
+        .await
     }
 
     fn cached_vote(&self) -> std::sync::MutexGuard<'_, Option<Vote>> {
@@ -360,24 +377,7 @@ impl RaftLogStorage<TypeConfig> for LogStore {
     }
 
     async fn save_vote(&mut self, vote: &Vote) -> Result<(), StorageError> {
-        let db = self.db.clone();
-        let vote = *vote;
-        let committed = self.pending_committed().map_err(|e| e.into_raft(ErrorSubject::Vote, ErrorVerb::Write))?;
-        let syncer = self.syncer.clone();
-        // The cache changes first: no append of this node's can start the background way under
-        // a vote that is being replaced.
-        *self.cached_vote() = Some(vote);
-        db::blocking(move || {
-            // Whatever this node appended as the leader is on disk before it acts under another
-            // vote (a follower's acknowledgement counts toward commits).
-            syncer.drain()?;
-            let bytes = db::encode("vote", &vote)?;
-            // A vote must survive a crash before the node acts on it (answers a vote request or
-            // starts leading): fsynced before this returns.
-            write_meta(&db, META_VOTE, &bytes, committed.as_deref())
-        })
-        .await
-        .map_err(|e| e.into_raft(ErrorSubject::Vote, ErrorVerb::Write))
+        self.store_vote(*vote).await.map_err(|e| e.into_raft(ErrorSubject::Vote, ErrorVerb::Write))
     }
 
     async fn read_vote(&mut self) -> Result<Option<Vote>, StorageError> {
@@ -447,37 +447,34 @@ impl RaftLogStorage<TypeConfig> for LogStore {
         let wal = self.wal.clone();
         let writer = self.writer.clone();
         let (durable, syncer) = (self.durable.clone(), self.syncer.clone());
-        let last = entries.last().map(|entry| entry.log_id);
         // The leader's own entries are only written here and synced in the background: openraft
         // 0.9 replicates an entry only after its flush is reported, and the followers' syncs
         // then run beside this one instead of after it. Everything else (a follower's entries)
         // is synced first, as openraft expects.
         let later = self.own_as_leader(&entries);
-        // One write and one fdatasync for the whole batch. We wait for the write before
+        // One write (and one fdatasync) for the whole batch. We wait for the write before
         // returning: then the entries are readable when `append` returns (openraft requires it)
         // and writes stay in call order (a later vote or truncate can never overtake this append).
         let append = move || {
             let _writer = writer.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
-            let Some(pending) = write_lock(&wal).prepare_append(&at)? else {
+            let (Some(pending), Some(&(_, last))) = (write_lock(&wal).prepare_append(&at)?, at.last()) else {
                 return Ok(());
             };
             if later {
                 pending.write_unsynced(&bytes)?;
-                write_lock(&wal).finish_append(&pending, &bytes, &at)?;
-                if let Some(last) = last {
-                    let (file, path) = pending.file();
-                    syncer.sync_later(file, path, last)?;
-                }
-                return Ok(());
+            } else {
+                // Earlier background syncs first: the durable point moves in log order.
+                syncer.drain()?;
+                pending.write(&bytes)?;
             }
-            // Earlier background syncs first: the durable point moves in log order.
-            syncer.drain()?;
-            pending.write(&bytes)?;
             write_lock(&wal).finish_append(&pending, &bytes, &at)?;
-            if let Some(last) = last {
+            if later {
+                let (file, path) = pending.file();
+                syncer.sync_later(file, path, last)
+            } else {
                 durable.advance(last);
+                Ok(())
             }
-            Ok(())
         };
         // A current-thread runtime is a thread of Raft's own (gantry's cluster thread): blocking
         // it for the append is the point, and saves two thread hand-offs per append. Workers of
