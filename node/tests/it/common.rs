@@ -20,10 +20,28 @@ use hyper_util::rt::{TokioExecutor, TokioIo};
 use tokio::net::TcpListener;
 use tokio::task::JoinSet;
 
-/// A port free right now on 127.0.0.1 (the kernel may hand it out again later; tests use it
-/// at once).
+/// A port free right now on 127.0.0.1 for TCP and UDP alike, below the kernel's ephemeral
+/// range (32768 and up by default). A port the kernel picked (binding port 0) could be handed
+/// out again, before the node bound it, to the next outgoing socket, such as a joining node's
+/// QUIC client. Ports come from one counter per test binary, started at a random place, so tests
+/// running at once never get the same one.
 pub fn free_port() -> u16 {
-    StdListener::bind("127.0.0.1:0").and_then(|l| l.local_addr()).map(|a| a.port()).expect("a free port")
+    const FIRST: u16 = 20_000;
+    const SPAN: u16 = 12_000;
+    static NEXT: std::sync::OnceLock<std::sync::atomic::AtomicU16> = std::sync::OnceLock::new();
+    let next = NEXT.get_or_init(|| {
+        let seed = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.subsec_nanos());
+        std::sync::atomic::AtomicU16::new(((seed ^ std::process::id()) % u32::from(SPAN)) as u16)
+    });
+    for _ in 0..SPAN {
+        let port = FIRST + next.fetch_add(1, std::sync::atomic::Ordering::Relaxed) % SPAN;
+        let free =
+            StdListener::bind(("127.0.0.1", port)).is_ok() && std::net::UdpSocket::bind(("127.0.0.1", port)).is_ok();
+        if free {
+            return port;
+        }
+    }
+    panic!("no free port in {FIRST}..{}", FIRST + SPAN)
 }
 
 pub fn free_addr() -> SocketAddr {
